@@ -1,0 +1,94 @@
+"""What a figure was measured on: cores, CPU, memory, GPU, library versions, copy bandwidth."""
+from __future__ import annotations
+
+import functools
+import importlib
+import platform
+import time
+
+import numpy as np
+
+from .parallel import available_cores
+
+_LIBS = ("numpy", "numba", "pandas", "pyarrow", "scipy", "sklearn", "joblib", "dask",
+         "distributed", "cupy", "papermill")
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _LIBS:
+        if name == "cupy":  # importing cupy is slow and may fail: only report when usable
+            from .device import gpu_status
+            if not gpu_status()[0]:
+                continue
+        try:
+            out[name] = importlib.import_module(name).__version__
+        except Exception:
+            continue
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def machine_info() -> dict:
+    import psutil
+
+    from .device import gpu_name
+    return {
+        "hostname": platform.node(),
+        "cores": available_cores(),
+        "cpu": cpu_model(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "gpu": gpu_name(),
+        "platform": platform.platform(),
+    }
+
+
+@functools.lru_cache(maxsize=2)
+def copy_bandwidth(nbytes: int = 256 * 2**20, repeats: int = 5) -> float:
+    """The machine's measured memory-copy bandwidth in GB/s (bytes copied per second; each
+    byte is read once and written once), best of ``repeats`` single-threaded ``np.copyto``."""
+    src = np.ones(nbytes // 8)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - t)
+    return nbytes / best / 1e9
+
+
+def peak_rss_reset() -> None:
+    """Reset this process's peak RSS (Linux ``/proc/self/clear_refs``); no-op elsewhere."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb() -> float | None:
+    """Peak resident memory of this process since start or the last reset, in MiB."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    try:
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    except Exception:
+        return None

@@ -1,0 +1,571 @@
+"""marketsim: daily multi-symbol forecast + strategy analysis (seed 003, spec ``marketsim.md``).
+
+For every symbol, walk back over the last ``simulations`` days; in each simulation forecast
+every day of an ``eval_days`` window from the bars before it (AR(p) + residual bootstrap by
+default, or a plug-in :class:`Forecaster`), trade the seven strategies on the first
+``eval_days - 1`` days, score them, pick the best strategy per symbol and rank the symbols.
+
+Engines (``impl`` / ``device``):
+
+* ``impl="reference"``: per symbol, per simulation, per day in Python/pandas (``reference.py``);
+* ``impl="fast"`` on the CPU: the Numba kernels of ``nb.py`` per symbol (``fast.py``), symbols
+  in a thread pool sharing the compiled kernels (``backend="threads"``, the GIL is released
+  in the kernels), or in processes (``"loky"``) or on a Dask cluster (``"dask"``);
+* ``impl="fast"`` on the GPU: one batched CuPy pass over symbols x simulations x days
+  (``gpu.py``; the same code runs with NumPy in the tests).
+
+All engines give the same picks; metrics agree to ``RTOL``/``ATOL`` (the AR fit is solved by
+``lstsq`` in the reference and by normal equations in the kernels); the CPU fast path gives
+bitwise identical results for every backend and ``n_jobs``.
+
+``warmup()`` compiles (or loads from the on-disk cache) every kernel before the timed loop.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .. import paths
+from ..params import as_bool, as_float, as_int, as_list, one_of
+from .enums import (BARS_PER_YEAR, DEFAULT_FEES, DEFAULTS, METRICS, SERIES, STRATEGIES,
+                    STRATEGY_ID, SYNTHETIC_YEARS, TRADING_DAYS)
+from .models import ARBootstrap, EmpiricalBootstrap, Forecaster, symbol_key
+
+__all__ = ["analyze", "warmup", "synthetic_universe", "load_source", "is_crypto",
+           "MarketSimResult", "Forecaster", "ARBootstrap", "EmpiricalBootstrap", "STRATEGIES",
+           "write_results", "startup_times", "compare_engines", "timing_table", "RTOL", "ATOL"]
+
+
+IMPLS = ("reference", "fast")
+# fast vs reference tolerance of forecasts and metrics (normal equations vs lstsq, and a
+# different summation order in the trimmed mean)
+RTOL = 1e-7
+ATOL = 1e-9
+
+# Crypto symbols are marked by name, as in the original (BTCUSD, ETHUSD): a name ending in
+# "USD" or "USDT" (optionally after "-" or "/") is crypto: long-only, fee 0.008, sqrt(365).
+_CRYPTO_SUFFIXES = ("USD", "USDT")
+CRYPTO_NAMES = ("BTCUSD", "ETHUSD", "SOLUSD", "LTCUSD", "LINKUSD", "UNIUSD", "AVAXUSD",
+                "DOTUSD", "XRPUSD", "DOGEUSD")
+
+
+def is_crypto(symbol: str) -> bool:
+    """Whether ``symbol`` is marked crypto (its name ends in USD/USDT, e.g. ``BTCUSD``)."""
+    s = str(symbol).upper().replace("-", "").replace("/", "")
+    return s.endswith(_CRYPTO_SUFFIXES)
+
+
+# --------------------------------------------------------------------------- data
+def synthetic_names(n: int) -> list[str]:
+    """``n`` names: equities ``SYM000 ...`` then about one in ten crypto (``BTCUSD`` ...)."""
+    n = as_int("symbols", n, min=1, max=100_000)
+    n_crypto = max(1, round(n / 10)) if n >= 2 else 0
+    width = max(3, len(str(n - 1)))
+    eq = [f"SYM{i:0{width}d}" for i in range(n - n_crypto)]
+    cr = [CRYPTO_NAMES[i] if i < len(CRYPTO_NAMES) else f"C{i:0{width}d}USD"
+          for i in range(n_crypto)]
+    return eq + cr
+
+
+def synthetic_universe(symbols: int | Sequence[str] = 30, years: float = SYNTHETIC_YEARS,
+                       seed: int = 0) -> dict[str, pd.DataFrame]:
+    """The default source: GARCH(1,1)-t daily OHLC of ``symbols`` (a count or names) over
+    ``years`` years of business days; a few names are crypto (see :func:`is_crypto`)."""
+    from ..data import synthetic_market
+    if isinstance(symbols, str) and symbols.strip().isdigit():
+        symbols = int(symbols)
+    names = synthetic_names(symbols) if not isinstance(symbols, (list, tuple, str)) else \
+        _names_list(symbols)
+    n_bars = int(round(as_float("years", years, min=0.01) * BARS_PER_YEAR))
+    return synthetic_market(names, n_bars=n_bars, seed=seed)
+
+
+def _names_list(symbols: Any) -> list[str]:
+    from ..data import symbol_names
+    return symbol_names(symbols)
+
+
+def load_source(source: Any = "synthetic", symbols: Any = None, seed: int = 0
+                ) -> dict[str, pd.DataFrame]:
+    """``{symbol: OHLC frame}`` from ``source``: ``"synthetic"`` (4 years of generated bars),
+    ``"sp500"`` (the S&P 500 sample shipped with ``arch``), a CSV/Parquet file or directory
+    (``data.load_universe``), or a mapping of frames. ``symbols``: a count (the first n) or
+    a list of names (for the synthetic source, the names to generate); ``None``: 30
+    synthetic symbols, or every symbol of another source."""
+    if isinstance(source, Mapping):
+        frames = dict(source)
+    elif not isinstance(source, str):
+        raise ValueError(f"source must be 'synthetic', 'sp500', a path or a dict of frames, "
+                         f"got {type(source).__name__}")
+    elif source.strip().lower() == "synthetic":
+        return synthetic_universe(30 if symbols is None else symbols, seed=seed)
+    elif source.strip().lower() == "sp500":
+        from ..data import sample_data
+        frames = {"SPX": sample_data("sp500")}
+    else:
+        from ..data import load_universe
+        frames = load_universe(source, validate=False)
+    if isinstance(symbols, (list, tuple)) or (isinstance(symbols, str) and not
+                                              symbols.strip().lstrip("-").isdigit()):
+        names = _names_list(symbols)
+        missing = [s for s in names if s not in frames]
+        if missing:
+            raise ValueError(f"symbols: {missing} not in the source (has {list(frames)[:10]}"
+                             f"{' ...' if len(frames) > 10 else ''})")
+        return {s: frames[s] for s in names}
+    if symbols is None:
+        return frames
+    n = as_int("symbols", symbols, min=1)
+    return dict(list(frames.items())[:n])
+
+
+def _check_frame(sym: str, df: Any, need: int) -> np.ndarray:
+    """close/high/low of one symbol as ``(3, n)``; ValueError naming the symbol and row."""
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(f"{sym}: prices must be a DataFrame, got {type(df).__name__}")
+    missing = [c for c in ("high", "low", "close") if c not in df.columns]
+    if missing:
+        raise ValueError(f"{sym}: missing price column(s) {missing}; has {list(df.columns)}")
+    a = np.empty((3, len(df)))
+    for i, c in enumerate(SERIES):
+        try:
+            a[i] = df[c].to_numpy(dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{sym}: column {c!r} is not numeric") from None
+    bad = ~np.isfinite(a)
+    if bad.any():
+        i, row = np.argwhere(bad.T)[0]
+        raise ValueError(f"{sym}: NaN or infinite price in column {SERIES[row]!r} at row {i} "
+                         f"({_label(df.index, i)})")
+    bad = a <= 0
+    if bad.any():
+        i, row = np.argwhere(bad.T)[0]
+        raise ValueError(f"{sym}: price <= 0 in column {SERIES[row]!r} at row {i} "
+                         f"({_label(df.index, i)})")
+    if len(df) < need:
+        raise ValueError(f"{sym}: history too short: {len(df)} bars, needs context + "
+                         f"simulations + eval_days = {need}")
+    return a
+
+
+def _label(index: pd.Index, i: int) -> str:
+    v = index[i]
+    return v.strftime("%Y-%m-%d") if isinstance(v, pd.Timestamp) else str(v)
+
+
+def resolve_fees(fees: Any) -> dict[str, float]:
+    """``None`` -> the defaults; a number -> every class; a dict -> {equity, crypto}."""
+    if fees is None or (isinstance(fees, str) and fees.strip().lower() == "default"):
+        return dict(DEFAULT_FEES)
+    if isinstance(fees, Mapping):
+        unknown = [k for k in fees if k not in DEFAULT_FEES]
+        if unknown:
+            raise ValueError(f"fees: unknown symbol class(es) {unknown}; use {list(DEFAULT_FEES)}")
+        out = dict(DEFAULT_FEES)
+        out.update({k: as_float(f"fees[{k}]", v, min=0.0, max=1.0) for k, v in fees.items()})
+        return out
+    f = as_float("fees", fees, min=0.0, max=1.0)
+    return {"equity": f, "crypto": f}
+
+
+# --------------------------------------------------------------------------- parameters
+@dataclass(frozen=True)
+class Config:
+    simulations: int
+    eval_days: int
+    context: int
+    ar_order: int
+    num_samples: int
+    strategies: tuple[str, ...]
+    fees: dict
+    seed: int
+
+    @property
+    def bars_needed(self) -> int:
+        """Bars a symbol needs: a context before the oldest forecast day, plus the days."""
+        return self.context + self.simulations + self.eval_days
+
+
+def make_config(simulations=DEFAULTS["simulations"], eval_days=DEFAULTS["eval_days"],
+                context=DEFAULTS["context"], ar_order=DEFAULTS["ar_order"],
+                num_samples=DEFAULTS["num_samples"], strategies="all", fees=None, seed=0,
+                forecaster: Forecaster | None = None) -> Config:
+    simulations = as_int("simulations", simulations, min=1, max=100_000)
+    eval_days = as_int("eval_days", eval_days, min=2, max=10_000)
+    ar_order = as_int("ar_order", ar_order, min=1, max=100)
+    context = as_int("context", context, min=1, max=1_000_000)
+    if context < ar_order + 10:
+        raise ValueError(f"context ({context}) must be >= ar_order + 10 ({ar_order + 10}): "
+                         "the AR fit needs more bars than coefficients")
+    if forecaster is not None:
+        forecaster.check_context(context)
+    num_samples = as_int("num_samples", num_samples, min=10, max=1_000_000)
+    if strategies is None or (isinstance(strategies, str) and strategies.strip() == "all"):
+        strategies = STRATEGIES
+    chosen = set(as_list("strategies", strategies, options=STRATEGIES))
+    strategies = tuple(s for s in STRATEGIES if s in chosen)  # selection order
+    return Config(simulations, eval_days, context, ar_order, num_samples, strategies,
+                  resolve_fees(fees), as_int("seed", seed, min=0))
+
+
+# --------------------------------------------------------------------------- warm-up
+def warmup(forecaster: Forecaster | None = None) -> float:
+    """Compile (cold cache) or load (warm cache) every kernel before the timed loop, by
+    running each code path once on a tiny input with the dtypes of the real calls.
+    Returns the seconds it took."""
+    from . import fast
+    t = time.perf_counter()
+    rng = np.random.default_rng(0)
+    plugin = forecaster if forecaster is not None and type(forecaster) is not ARBootstrap \
+        else EmpiricalBootstrap(8)
+    context = max(16, int(getattr(plugin, "min_context", 1)))
+    n = context + 5
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    prices = np.stack([close, close * 1.01, close * 0.99])
+    ids = np.arange(len(STRATEGIES), dtype=np.int64)
+    kw = dict(symbol_key=symbol_key(0, "WARMUP"), simulations=2, eval_days=3,
+              num_samples=16, strategy_ids=ids, fee=0.001, ann=float(np.sqrt(252.0)),
+              long_only=False)
+    fast.analyze_symbol(prices[:, -21:], forecaster=ARBootstrap(2), context=16, **kw)
+    fast.analyze_symbol(prices, forecaster=plugin, context=context, **kw)
+    ARBootstrap(2).sample(rng.normal(size=(2, 16)), np.arange(2, dtype=np.uint64), 8)
+    return time.perf_counter() - t
+
+
+_warmup_kernels = warmup  # ``analyze`` has a parameter of the same name
+
+
+# --------------------------------------------------------------------------- results
+@dataclass
+class MarketSimResult:
+    """The tables of one analysis (pandas at the edges) over the raw per-symbol arrays.
+
+    ``arrays``: ``point/lo/hi/actual`` ``(symbols, simulations, eval_days, 3)`` forecasts and
+    actual returns (close, high, low), ``metrics`` ``(symbols, simulations, strategies, 5)``,
+    ``pos``/``net`` ``(..., strategies, eval_days - 1)`` positions and net daily returns,
+    ``mult`` ``(symbols, simulations, 2)`` the maxdiff offsets (m_h, m_l).
+    ``simulations`` and ``forecasts`` are long tables built on first access.
+    """
+    table: pd.DataFrame        # per symbol x strategy: metrics averaged over simulations
+    picks: pd.DataFrame        # per symbol: the chosen strategy and its figures
+    ranking: pd.DataFrame      # picks ranked by mean total return, then Sharpe
+    arrays: dict = field(repr=False)
+    params: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    dates: list = field(default_factory=list, repr=False)  # per symbol, its analysed bars
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self.params["symbols"])
+
+    @property
+    def strategies(self) -> list[str]:
+        return list(self.params["strategies"])
+
+    @functools.cached_property
+    def simulations(self) -> pd.DataFrame:
+        """Per symbol x simulation x strategy metrics (+ the maxdiff offsets)."""
+        names, strategies = self.symbols, self.strategies
+        metrics = self.arrays["metrics"]
+        grid = np.indices(metrics.shape[:3])
+        sims = pd.DataFrame({"symbol": _cat(grid[0], names),
+                             "strategy": _cat(grid[2], strategies),
+                             "simulation": grid[1].ravel(),
+                             **{m: metrics[..., i].ravel() for i, m in enumerate(METRICS)}})
+        if "maxdiff" in strategies:
+            is_md = (grid[2] == strategies.index("maxdiff")).ravel()
+            for c, col in enumerate(("m_high", "m_low")):
+                v = np.full(len(sims), np.nan)
+                v[is_md] = self.arrays["mult"][:, :, c].ravel()
+                sims[col] = v
+        return sims
+
+    @functools.cached_property
+    def forecasts(self) -> pd.DataFrame:
+        """Per symbol x simulation x window day x series: forecast, band and actual."""
+        S, N, E, _ = self.arrays["point"].shape
+        # day j of simulation k is bar n - 1 - k - (E - 1) + j of the symbol's n bars
+        bars = -np.arange(N)[:, None] - (E - 1) + np.arange(E)
+        day_dates = np.stack([np.asarray(d)[len(d) - 1 + bars] for d in self.dates])
+        g = np.indices((S, N, E, 3))
+        fc = pd.DataFrame({
+            "symbol": _cat(g[0], self.symbols), "simulation": g[1].ravel(),
+            "day": g[2].ravel(), "date": np.repeat(day_dates.ravel(), 3),
+            "series": _cat(g[3], SERIES), "point": self.arrays["point"].ravel(),
+            "band_lo": self.arrays["lo"].ravel(), "band_hi": self.arrays["hi"].ravel(),
+            "actual": self.arrays["actual"].ravel()})
+        fc["band"] = fc["band_hi"] - fc["band_lo"]
+        fc["traded"] = g[2].ravel() < E - 1  # the last day is the "next day" forecast
+        return fc
+
+    def returns_pivot(self, metric: str = "total_return") -> pd.DataFrame:
+        """symbol x strategy table of one metric (mean over simulations)."""
+        return self.table.pivot(index="symbol", columns="strategy", values=metric)
+
+
+def _cat(codes: np.ndarray, categories: Sequence[str]) -> pd.Categorical:
+    """A categorical column from integer codes (building string columns costs more than the
+    analysis of a symbol with pandas 3's Arrow strings)."""
+    return pd.Categorical.from_codes(np.asarray(codes, dtype=np.int32).ravel(),
+                                     categories=list(categories))
+
+
+def _summary_tables(names: list[str], arrays: dict, strategies: list[str],
+                    crypto: np.ndarray) -> tuple:
+    """symbol x strategy means, the picks and the ranking."""
+    S, K = len(names), len(strategies)
+    mean = arrays["metrics"].mean(axis=1)  # (S, K, 5), summed in simulation order everywhere
+    sym_k = np.repeat(np.arange(S), K)
+    table = pd.DataFrame({"symbol": _cat(sym_k, names),
+                          "strategy": _cat(np.tile(np.arange(K), S), strategies),
+                          **{m: mean[:, :, i].ravel() for i, m in enumerate(METRICS)},
+                          "crypto": crypto[sym_k]})
+    best = np.argmax(mean[:, :, 0], axis=1)  # first max: ties go to the earlier strategy
+    picks = pd.DataFrame({"symbol": names, "strategy": [strategies[b] for b in best],
+                          **{m: mean[np.arange(S), best, i] for i, m in enumerate(METRICS)},
+                          "crypto": crypto})
+    order = np.lexsort((np.array(names, dtype=str), -picks["sharpe"].to_numpy(),
+                        -picks["total_return"].to_numpy()))
+    ranking = picks.iloc[order].reset_index(drop=True)
+    ranking.insert(0, "rank", np.arange(1, S + 1))
+    return table, picks.set_index("symbol"), ranking
+
+
+# --------------------------------------------------------------------------- analysis
+def _symbol_tasks(frames: Mapping[str, pd.DataFrame], cfg: Config, forecaster: Forecaster):
+    ids = np.array([STRATEGY_ID[s] for s in cfg.strategies], dtype=np.int64)
+    need = cfg.bars_needed
+    tasks = []
+    for sym, df in frames.items():
+        a = _check_frame(sym, df, need)
+        crypto = is_crypto(sym)
+        cls = "crypto" if crypto else "equity"
+        tasks.append(dict(
+            prices=np.ascontiguousarray(a[:, -need:]), symbol_key=symbol_key(cfg.seed, sym),
+            simulations=cfg.simulations, eval_days=cfg.eval_days, context=cfg.context,
+            num_samples=cfg.num_samples, strategy_ids=ids, fee=cfg.fees[cls],
+            ann=float(np.sqrt(TRADING_DAYS[cls])), long_only=crypto, forecaster=forecaster))
+    return tasks
+
+
+def _run_fast_task(task: dict) -> dict:
+    from . import fast
+    return fast.analyze_symbol(**task)
+
+
+def _run_reference(frames, tasks, cfg: Config) -> list[dict]:
+    from . import reference
+    out = []
+    for (sym, df), t in zip(frames.items(), tasks):
+        out.append(reference.analyze_symbol(
+            df, symbol_key=t["symbol_key"], simulations=cfg.simulations,
+            eval_days=cfg.eval_days, context=cfg.context, num_samples=cfg.num_samples,
+            strategies=list(cfg.strategies), fee=t["fee"], ann=t["ann"],
+            long_only=t["long_only"], forecaster=t["forecaster"]))
+    return out
+
+
+def analyze(source: Any = "synthetic", symbols: Any = None, *,
+            simulations: int = DEFAULTS["simulations"], eval_days: int = DEFAULTS["eval_days"],
+            context: int = DEFAULTS["context"], ar_order: int = DEFAULTS["ar_order"],
+            num_samples: int = DEFAULTS["num_samples"], strategies: Any = "all",
+            fees: Any = None, impl: str = "fast", n_jobs: int = -1, backend: str = "threads",
+            device: str = "auto", warmup: bool = True, seed: int = 0,
+            forecaster: Forecaster | None = None, scheduler: str | None = "local",
+            progress: bool | None = None, gpu_chunk: int = 128) -> MarketSimResult:
+    """Run the analysis over a universe and return its tables.
+
+    ``source``/``symbols``: see :func:`load_source` (a dict of frames is used as is).
+    ``forecaster``: a :class:`Forecaster` (default ``ARBootstrap(ar_order)``).
+    ``impl="reference"`` always runs sequentially on the CPU (``n_jobs``, ``backend`` and
+    ``device`` apply to ``impl="fast"``); ``scheduler`` is the Dask scheduler of
+    ``backend="dask"`` (``"local"`` starts a LocalCluster, or an address); ``gpu_chunk``
+    bounds the symbols per GPU batch (device memory). ``seed`` keys the bootstrap draws.
+    Raises ``ValueError`` naming the parameter, or the symbol and row, on bad input.
+    """
+    from ..device import resolve_device
+    from ..parallel import BACKENDS, effective_backend, pmap
+
+    impl = one_of("impl", impl, IMPLS)
+    backend = one_of("backend", backend, BACKENDS)
+    device = one_of("device", device, ("auto", "cpu", "gpu"))
+    warm = as_bool("warmup", warmup)
+    if forecaster is None:
+        forecaster = ARBootstrap(as_int("ar_order", ar_order, min=1, max=100))
+    elif not isinstance(forecaster, Forecaster):
+        raise ValueError(f"forecaster must be a marketsim.Forecaster, got {forecaster!r}")
+    cfg = make_config(simulations, eval_days, context, ar_order, num_samples, strategies, fees,
+                      seed, forecaster)
+    frames = load_source(source, symbols)
+    if not frames:
+        raise ValueError("symbols: the universe is empty")
+    names = list(frames)
+    dev = "cpu"
+    if impl == "fast":
+        if type(forecaster) is not ARBootstrap:
+            if device == "gpu":
+                raise ValueError("device='gpu' runs the built-in AR forecaster only; "
+                                 f"{forecaster!r} runs on the CPU (device='cpu')")
+        else:
+            dev = resolve_device(device)
+    timings: dict[str, Any] = {"impl": impl, "device": dev}
+    if warm and impl == "fast":
+        if dev == "gpu":
+            from . import gpu
+            timings["warmup_s"] = gpu.warmup()
+        else:
+            timings["warmup_s"] = _warmup_kernels(forecaster)
+    t0 = time.perf_counter()  # the analysis: validation, per-symbol work, tables
+    tasks = _symbol_tasks(frames, cfg, forecaster)
+    if impl == "reference":
+        results = _run_reference(frames, tasks, cfg)
+        arrays = {k: np.stack([r[k] for r in results]) for k in results[0]}
+        timings.update(backend="sequential", n_jobs=1)
+    elif dev == "gpu":
+        from . import gpu
+        arrays = gpu.analyze_batch(tasks, chunk=gpu_chunk)
+        timings.update(backend="cupy", n_jobs=1)
+    else:
+        eff, n = effective_backend(backend, n_jobs, len(tasks))
+        results = pmap(_run_fast_task, tasks, backend=backend, n_jobs=n_jobs,
+                       scheduler=scheduler, progress=progress, desc="marketsim", unit="symbol")
+        arrays = {k: np.stack([r[k] for r in results]) for k in results[0]}
+        timings.update(backend=eff, n_jobs=n)
+    crypto = np.array([t["long_only"] for t in tasks])
+    table, picks, ranking = _summary_tables(names, arrays, list(cfg.strategies), crypto)
+    timings["analysis_s"] = time.perf_counter() - t0
+    params = dict(symbols=names, simulations=cfg.simulations, eval_days=cfg.eval_days,
+                  context=cfg.context, ar_order=cfg.ar_order, num_samples=cfg.num_samples,
+                  strategies=list(cfg.strategies), fees=cfg.fees, seed=cfg.seed,
+                  forecaster=repr(forecaster), impl=impl, device=dev)
+    return MarketSimResult(table, picks, ranking, arrays, params, timings,
+                           [frames[n].index[-cfg.bars_needed:] for n in names])
+
+
+# --------------------------------------------------------------------------- outputs
+def write_results(result: MarketSimResult, output_dir: Any, **metrics: Any) -> dict[str, Path]:
+    """Write the tables as Parquet and ``metrics.json`` into ``output_dir``.
+
+    Every file is written under a temporary name and renamed only when all are complete, so
+    an interrupted run leaves no partial dataset."""
+    from ..report import write_metrics
+    out = paths.resolve_output_dir(output_dir)
+    frames = {"summary": result.table, "picks": result.picks.reset_index(),
+              "ranking": result.ranking, "simulations": result.simulations,
+              "forecasts": result.forecasts}
+    tmp: dict[str, Path] = {}
+    try:
+        for name, df in frames.items():
+            p = out / f".{name}.parquet.tmp"
+            df.to_parquet(p, index=False)
+            tmp[name] = p
+    except BaseException:
+        for p in tmp.values():
+            p.unlink(missing_ok=True)
+        raise
+    final = {}
+    for name, p in tmp.items():
+        final[name] = out / f"{name}.parquet"
+        os.replace(p, final[name])
+    picks = {s: r["strategy"] for s, r in result.picks.iterrows()}
+    final["metrics"] = write_metrics(out, "marketsim", result.params, picks=picks,
+                                     ranking=list(result.ranking["symbol"]),
+                                     timings=result.timings, **metrics)
+    return final
+
+
+def digest(result: MarketSimResult, decimals: int = 8) -> str:
+    """A short hash of the picks, ranking and rounded metrics (stable across machines)."""
+    import hashlib
+    h = hashlib.blake2b(digest_size=8)
+    h.update(json.dumps([list(result.picks["strategy"]), list(result.ranking["symbol"])])
+             .encode())
+    h.update(np.round(result.table[list(METRICS)].to_numpy(), decimals).tobytes())
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- timing
+_STARTUP_PROBE = """
+import json, time
+t0 = time.perf_counter()
+from qbt_lib import marketsim
+t1 = time.perf_counter()
+w = marketsim.warmup()
+print(json.dumps({"import_s": t1 - t0, "warmup_s": w, "total_s": time.perf_counter() - t0}))
+"""
+
+
+def startup_times(cache_dir: str | os.PathLike | None = None, cold: bool = True) -> dict:
+    """Start-up measured in fresh processes: import the workload, then ``warmup()`` (Numba
+    imported, every kernel compiled or loaded). ``cold``: with an empty ``NUMBA_CACHE_DIR``;
+    ``cached``: again with the same directory, now filled (or with ``cache_dir`` if given,
+    in which case ``cold=False`` skips the cold run). ``process_s`` adds interpreter start."""
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="qbt-numba-") as tmp:
+        d = str(cache_dir) if cache_dir is not None else tmp
+        for label in (("cold", "cached") if cold else ("cached",)):
+            env = dict(os.environ, NUMBA_CACHE_DIR=d)
+            t = time.perf_counter()
+            p = subprocess.run([sys.executable, "-c", _STARTUP_PROBE], env=env,
+                               capture_output=True, text=True, cwd=str(paths.PROJ_ROOT))
+            wall = time.perf_counter() - t
+            if p.returncode != 0:
+                raise RuntimeError(f"start-up probe failed: {p.stderr[-2000:]}")
+            r = json.loads(p.stdout.strip().splitlines()[-1])
+            r["process_s"] = wall
+            out[label] = r
+    return out
+
+
+def compare_engines(frames: Mapping[str, pd.DataFrame], *, n_jobs: int = -1,
+                    backends: Sequence[str] = ("sequential", "threads", "loky"),
+                    include_gpu: bool = True, **params: Any) -> dict:
+    """Analysis seconds of the fast path per backend on ``frames`` (warm kernels), plus the
+    GPU when one is usable. Returns ``{label: seconds}``."""
+    from ..device import gpu_available
+    from ..parallel import resolve_n_jobs
+    n = resolve_n_jobs(n_jobs)
+    times = {}
+    for b in backends:
+        jobs = 1 if b == "sequential" else n
+        label = {"sequential": "sequential", "threads": f"threads ({jobs})",
+                 "loky": f"processes (loky, {jobs})", "dask": f"dask ({jobs} workers)"}[b]
+        analyze(frames, None, impl="fast", backend=b, n_jobs=jobs, device="cpu", warmup=False,
+                progress=False, **params)  # first call: start the pool / load the workers
+        r = analyze(frames, None, impl="fast", backend=b, n_jobs=jobs, device="cpu",
+                    warmup=False, progress=False, **params)
+        times[label] = r.timings["analysis_s"]
+    if include_gpu and gpu_available():
+        analyze(frames, None, impl="fast", device="gpu", warmup=True, progress=False, **params)
+        r = analyze(frames, None, impl="fast", device="gpu", warmup=False, progress=False,
+                    **params)
+        times["gpu (cupy)"] = r.timings["analysis_s"]
+    return times
+
+
+def timing_table(startup: Mapping[str, Any] | None, analysis: Mapping[str, float],
+                 reference_s: float | None = None) -> pd.DataFrame:
+    """The seed's table: start-up (cold, cached) + analysis = first and subsequent run."""
+    cold = (startup or {}).get("cold", {}).get("warmup_s", np.nan)
+    cached = (startup or {}).get("cached", {}).get("warmup_s", np.nan)
+    rows = []
+    if reference_s is not None:
+        rows.append({"configuration": "reference (Python/pandas)", "cold start s": 0.0,
+                     "cached start s": 0.0, "analysis s": reference_s,
+                     "first run s": reference_s, "subsequent run s": reference_s})
+    for label, a in analysis.items():
+        c, w = (np.nan, np.nan) if label.startswith("gpu") else (cold, cached)
+        rows.append({"configuration": f"fast {label}", "cold start s": c, "cached start s": w,
+                     "analysis s": a, "first run s": c + a, "subsequent run s": w + a})
+    return pd.DataFrame(rows).set_index("configuration")

@@ -1,0 +1,384 @@
+"""marketsim: fast == reference, GPU code path (NumPy as xp) == CPU, no look-ahead,
+determinism across backends, every strategy's pnl on hand-made days, bad input."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qbt_lib import marketsim as ms
+from qbt_lib.marketsim import gpu, models, nb, reference
+from qbt_lib.marketsim.enums import (MAXDIFF_HALF_WIDTH, MAXDIFF_POINTS, MAXDIFF_SHRINK,
+                                     SHARPE_MIN_STD, STRATEGIES)
+
+# Tiny on purpose: the reference refits the model for every simulation, day and series.
+SMALL = dict(simulations=4, eval_days=4, context=40, ar_order=3, num_samples=32)
+ARRAYS_EXACT = ("actual", "pos", "mult")
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return ms.synthetic_universe(["SYM000", "SYM001", "BTCUSD"], years=0.5, seed=3)
+
+
+@pytest.fixture(scope="module")
+def fast_result(frames):
+    return ms.analyze(frames, impl="fast", backend="sequential", n_jobs=1, progress=False,
+                      **SMALL)
+
+
+def _assert_same(a: ms.MarketSimResult, b: ms.MarketSimResult, exact: bool = False):
+    assert list(a.picks["strategy"]) == list(b.picks["strategy"])
+    assert list(a.ranking["symbol"]) == list(b.ranking["symbol"])
+    for k, x in a.arrays.items():
+        y = b.arrays[k]
+        if exact or k in ARRAYS_EXACT:
+            np.testing.assert_array_equal(x, y, err_msg=k)
+        else:
+            np.testing.assert_allclose(x, y, rtol=ms.RTOL, atol=ms.ATOL, err_msg=k)
+
+
+# ------------------------------------------------------------------ bootstrap indices
+def test_bootstrap_indices_are_identical_in_numpy_and_numba():
+    key = models.symbol_key(7, "BTCUSD")
+    k, j, s = np.meshgrid(np.arange(5), np.arange(4), np.arange(3), indexing="ij")
+    streams = models.stream_keys(key, k, j, s).ravel()
+    by_numba = np.array([nb.stream_key_nb(np.uint64(key), a, b, c)
+                         for a, b, c in zip(k.ravel(), j.ravel(), s.ravel())], dtype=np.uint64)
+    np.testing.assert_array_equal(streams, by_numba)
+    idx = models.bootstrap_indices(streams, 300, 101)
+    out = np.empty_like(idx)
+    nb.bootstrap_indices_nb(streams, 300, 101, out)
+    np.testing.assert_array_equal(idx, out)
+    assert idx.min() == 0 and idx.max() == 100
+    counts = np.bincount(idx.ravel(), minlength=101)
+    assert counts.min() > 0.7 * counts.mean()  # roughly uniform
+    assert len(np.unique(streams)) == streams.size  # one stream per (sim, day, series)
+
+
+def test_symbol_key_depends_on_name_and_seed_only():
+    assert models.symbol_key(0, "A") == models.symbol_key(0, "A")
+    assert models.symbol_key(0, "A") != models.symbol_key(1, "A")
+    assert models.symbol_key(0, "A") != models.symbol_key(0, "B")
+
+
+# ------------------------------------------------------------------ engines agree
+def test_fast_equals_reference(frames, fast_result):
+    ref = ms.analyze(frames, impl="reference", progress=False, **SMALL)
+    _assert_same(fast_result, ref)
+    # the maxdiff grid and every position are the same, not just close
+    assert set(fast_result.picks.index) == set(frames)
+
+
+def test_fast_equals_reference_without_maxdiff_and_custom_fees(frames):
+    kw = dict(SMALL, strategies=["buy_hold", "simple", "highlow", "entry_takeprofit"],
+              fees={"equity": 0.001, "crypto": 0.01})
+    fast = ms.analyze(frames, impl="fast", backend="sequential", progress=False, **kw)
+    ref = ms.analyze(frames, impl="reference", progress=False, **kw)
+    assert list(fast.table["strategy"].unique()) == ["simple", "buy_hold", "entry_takeprofit",
+                                                     "highlow"]  # selection order
+    _assert_same(fast, ref)
+
+
+def test_plugin_forecaster_fast_equals_reference(frames):
+    f = ms.EmpiricalBootstrap(window=20)
+    fast = ms.analyze(frames, impl="fast", backend="threads", n_jobs=2, forecaster=f,
+                      progress=False, **SMALL)
+    ref = ms.analyze(frames, impl="reference", forecaster=f, progress=False, **SMALL)
+    _assert_same(fast, ref)
+    assert fast.params["forecaster"] == "EmpiricalBootstrap(window=20)"
+
+
+def test_ar_generic_batch_interface_matches_reference_draws():
+    rng = np.random.default_rng(0)
+    ctx = rng.normal(0, 0.01, (3, 60))
+    f = ms.ARBootstrap(4)
+    streams = np.array([11, 12, 13], dtype=np.uint64)
+    batch = f.sample(ctx, streams, 50)
+    for r in range(3):
+        np.testing.assert_allclose(batch[r], f.reference_sample(ctx[r], int(streams[r]), 50),
+                                   rtol=0, atol=1e-12)
+
+
+def test_gpu_code_path_with_numpy_equals_cpu(frames, fast_result):
+    cfg = ms.make_config(**SMALL)
+    tasks = ms._symbol_tasks(frames, cfg, ms.ARBootstrap(SMALL["ar_order"]))
+    arrays = gpu.analyze_batch(tasks, chunk=2, xp=np)  # two chunks
+    for k, x in fast_result.arrays.items():
+        if k in ARRAYS_EXACT:
+            np.testing.assert_array_equal(arrays[k], x, err_msg=k)
+        else:
+            np.testing.assert_allclose(arrays[k], x, rtol=ms.RTOL, atol=ms.ATOL, err_msg=k)
+    best_gpu = np.argmax(arrays["metrics"].mean(axis=1)[:, :, 0], axis=1)
+    assert [cfg.strategies[b] for b in best_gpu] == list(fast_result.picks["strategy"])
+
+
+def test_strategy_step_is_bitwise_equal_in_numba_and_xp(fast_result):
+    a = fast_result.arrays
+    S, N, E = a["point"].shape[:3]
+    pred = np.ascontiguousarray(a["point"][:, :, :E - 1]).reshape(S * N, E - 1, 3)
+    act = np.ascontiguousarray(a["actual"][:, :, :E - 1]).reshape(S * N, E - 1, 3)
+    crypto = np.repeat(fast_result.picks["crypto"].to_numpy(), N)
+    fee = np.where(crypto, 0.008, 0.0000278)
+    ann = np.sqrt(np.where(crypto, 365.0, 252.0))
+    m, p, n, mult = gpu.evaluate_windows(np, pred, act, list(range(7)), fee, ann, crypto)
+    np.testing.assert_array_equal(m.reshape(a["metrics"].shape), a["metrics"])
+    np.testing.assert_array_equal(n.reshape(a["net"].shape), a["net"])
+    np.testing.assert_array_equal(mult.reshape(a["mult"].shape), a["mult"])
+
+
+@pytest.mark.gpu
+def test_gpu_equals_cpu_on_device():
+    frames = ms.synthetic_universe(12, years=1.0, seed=5)
+    kw = dict(simulations=10, eval_days=5, context=96, num_samples=64)
+    cpu = ms.analyze(frames, impl="fast", device="cpu", backend="sequential", progress=False,
+                     **kw)
+    dev = ms.analyze(frames, impl="fast", device="gpu", gpu_chunk=5, progress=False, **kw)
+    assert dev.timings["device"] == "gpu"
+    _assert_same(cpu, dev)
+
+
+# ------------------------------------------------------------------ no look-ahead
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+def test_changing_bars_at_or_after_a_day_never_changes_its_forecast(frames, impl):
+    sym = "SYM001"
+    base = {sym: frames[sym]}
+    kw = dict(SMALL, impl=impl, progress=False)
+    before = ms.analyze(base, **kw).forecasts
+    dates = np.sort(before["date"].unique())
+    d = dates[len(dates) // 2]
+    df = frames[sym].copy()
+    later = df.index >= d
+    rng = np.random.default_rng(1)
+    bump = np.exp(rng.normal(0, 0.05, later.sum()))
+    for c in ("open", "high", "low", "close"):
+        df.loc[later, c] = df.loc[later, c] * bump
+    after = ms.analyze({sym: df}, **kw).forecasts
+    cols = ["point", "band_lo", "band_hi"]
+    upto = before["date"] <= d
+    pd.testing.assert_frame_equal(before.loc[upto, cols], after.loc[upto, cols])
+    # ... while forecasts of later days did see the change
+    assert not np.allclose(before.loc[~upto, "point"], after.loc[~upto, "point"])
+
+
+# ------------------------------------------------------------------ determinism
+def test_same_results_for_every_backend_and_n_jobs(frames, fast_result, dask_address):
+    runs = [dict(backend="threads", n_jobs=1), dict(backend="threads", n_jobs=2),
+            dict(backend="threads", n_jobs=3), dict(backend="loky", n_jobs=2),
+            dict(backend="dask", n_jobs=2, scheduler=dask_address)]
+    for kw in runs:
+        r = ms.analyze(frames, impl="fast", progress=False, **SMALL, **kw)
+        _assert_same(fast_result, r, exact=True)
+        pd.testing.assert_frame_equal(fast_result.table, r.table)
+    # symbols' results do not depend on which other symbols are in the universe
+    one = ms.analyze({"BTCUSD": frames["BTCUSD"]}, impl="fast", progress=False, **SMALL)
+    np.testing.assert_array_equal(one.arrays["metrics"][0], fast_result.arrays["metrics"][2])
+
+
+def test_warmup_compiles_everything_the_analysis_needs():
+    """In a fresh process: after warmup() the analysis adds no compiled signature."""
+    code = """
+import json
+from numba.core.registry import CPUDispatcher
+from qbt_lib import marketsim as ms
+from qbt_lib.marketsim import nb
+ms.warmup()
+sigs = lambda: {k: len(v.signatures) for k, v in vars(nb).items() if isinstance(v, CPUDispatcher)}
+before = sigs()
+frames = ms.synthetic_universe(3, years=0.5)
+ms.analyze(frames, simulations=3, eval_days=3, context=30, num_samples=20, progress=False,
+           backend="threads", n_jobs=2)
+ms.analyze(frames, simulations=3, eval_days=3, context=30, num_samples=20, progress=False,
+           forecaster=ms.EmpiricalBootstrap(10))
+print(json.dumps([before, sigs()]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    before, after = json.loads(out.stdout.strip().splitlines()[-1])
+    assert before == after
+    assert before["evaluate_windows_nb"] == 1 and before["ar_bootstrap_windows_nb"] == 1
+
+
+# ------------------------------------------------------------------ strategies by hand
+# three traded days: forecasts (close, high, low) and actual returns vs the previous close
+PRED = np.array([[0.01, 0.02, -0.01], [-0.01, 0.005, -0.02], [0.02, 0.03, 0.01]])
+ACT = np.array([[0.015, 0.025, -0.005], [0.01, 0.02, -0.03], [-0.01, 0.005, -0.02]])
+FEE = 0.001
+HAND = {  # strategy: (positions, gross returns), fee = FEE * |change of position|
+    "simple": ([1, -1, 1], [0.015, -0.01, -0.01]),
+    "all_signals": ([0, 0, 1], [0.0, 0.0, -0.01]),
+    "buy_hold": ([1, 1, 1], [0.015, 0.01, -0.01]),
+    # day 1's short call was wrong (close rose 1%): flat on day 2
+    "unprofit_shutdown": ([1, -1, 0], [0.015, -0.01, 0.0]),
+    # day 0 long takes profit at the forecast high; day 1 short covers at the forecast low
+    "entry_takeprofit": ([1, -1, 1], [0.02, 0.02, -0.01]),
+    # day 0: the low (-0.5%) never reached the forecast low (-1%): no trade
+    "highlow": ([0, -1, 1], [0.0, 1 - 1.01 / 1.005, 0.99 / 1.01 - 1]),
+    # offsets (0, 0): day 0 long entry at -1% not reached; day 1 |h| < |l| -> short at +0.5%,
+    # covered at -2%; day 2 long entry at +1%, forecast high not reached -> exit at close
+    "maxdiff": ([0, -1, 1], [0.0, 1 - 0.98 / 1.005, 0.99 / 1.01 - 1]),
+}
+HAND_CRYPTO = {  # long-only: short signals stay flat
+    "simple": ([1, 0, 1], [0.015, 0.0, -0.01]),
+    "unprofit_shutdown": ([1, 0, 1], [0.015, 0.0, -0.01]),
+    "entry_takeprofit": ([1, 0, 1], [0.02, 0.0, -0.01]),
+    "highlow": ([0, 0, 1], [0.0, 0.0, 0.99 / 1.01 - 1]),
+    "maxdiff": ([0, 0, 1], [0.0, 0.0, 0.99 / 1.01 - 1]),
+}
+
+
+def _expected(pos, gross):
+    prev = [0] + pos[:-1]
+    return [g - FEE * abs(p - q) for p, q, g in zip(pos, prev, gross)]
+
+
+def _all_engines(strategy, long_only):
+    sid = STRATEGIES.index(strategy)
+    ref = reference.strategy_window(strategy, PRED, ACT, FEE, long_only)
+    p_nb = np.empty(3, np.int8)
+    n_nb = np.empty(3)
+    nb.strategy_window_nb(sid, PRED, ACT, FEE, long_only, 0.0, 0.0, p_nb, n_nb)
+    p_xp, n_xp = gpu.strategy_window(np, sid, PRED[None], ACT[None], np.array([FEE]),
+                                     np.array([long_only]))
+    return ref, (list(p_nb), list(n_nb)), (list(p_xp[0]), list(n_xp[0]))
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("long_only", [False, True], ids=["equity", "crypto"])
+def test_strategy_pnl_on_hand_made_days(strategy, long_only):
+    pos, gross = (HAND_CRYPTO if long_only else HAND).get(strategy, HAND[strategy])
+    want = _expected(pos, gross)
+    for got_pos, got_net in _all_engines(strategy, long_only):
+        assert [int(p) for p in got_pos] == pos
+        assert got_net == pytest.approx(want, rel=1e-12, abs=1e-15)
+
+
+def test_fee_on_a_flip_is_paid_twice_and_metrics_by_hand():
+    pos, net = reference.strategy_window("simple", PRED, ACT, FEE, False)
+    assert net == pytest.approx([0.015 - FEE, -0.01 - 2 * FEE, -0.01 - 2 * FEE])
+    m = reference.window_metrics(pos, net, math.sqrt(252))
+    mean = sum(net) / 3
+    std = math.sqrt(sum((x - mean) ** 2 for x in net) / 2)
+    assert m == pytest.approx([(1 + net[0]) * (1 + net[1]) * (1 + net[2]) - 1, mean,
+                               mean / std * math.sqrt(252), 1 / 3, 3])
+    out = np.empty(5)
+    nb.window_metrics_nb(np.array(pos, np.int8), np.array(net), math.sqrt(252),
+                         SHARPE_MIN_STD, out)
+    assert list(out) == m
+    flat = reference.window_metrics([0, 0, 0], [0.0, 0.0, 0.0], 15.0)
+    assert flat == [0.0, 0.0, 0.0, 0.0, 0.0]  # no spread: Sharpe 0, no position: hit rate 0
+
+
+def test_maxdiff_grid_finds_the_best_offsets_and_engines_agree():
+    # one long day: entering lower (m_l down to -0.015 still fills) and exiting higher (m_h
+    # up to +0.01 still reached) both pay, so the optimum is near (0.01, -0.015)
+    pred = np.array([[0.0, 0.01, -0.005]])
+    act = np.array([[0.0, 0.02, -0.02]])
+    pts = np.array(MAXDIFF_POINTS, dtype=np.int64)
+    m_nb = nb.maxdiff_grid_nb(pred, act, 0.0, False, MAXDIFF_HALF_WIDTH, MAXDIFF_SHRINK, pts)
+    m_ref = reference.maxdiff_offsets(pred, act, 0.0, False)
+    m_xp = gpu.maxdiff_offsets(np, pred[None], act[None], np.array([0.0]), np.array([False]))
+    assert m_nb == m_ref == (float(m_xp[0][0]), float(m_xp[1][0]))
+    m_h, m_l = m_ref
+    assert 0.0 < m_h <= 0.01 and -0.015 <= m_l < 0.0
+    pnl = reference.strategy_window("maxdiff", pred, act, 0.0, False, m_h, m_l)[1][0]
+    assert pnl > 1.02 / 0.98 - 1 - 0.004  # within the grid's resolution of the optimum
+    assert pnl > reference.strategy_window("maxdiff", pred, act, 0.0, False)[1][0]
+
+
+# ------------------------------------------------------------------ data, outputs
+def test_synthetic_universe_marks_a_few_crypto():
+    names = ms.synthetic_names(30)
+    assert len(names) == 30 and sum(ms.is_crypto(s) for s in names) == 3
+    assert ms.is_crypto("BTCUSD") and ms.is_crypto("eth-usd") and not ms.is_crypto("SPY")
+    u = ms.synthetic_universe(5)
+    assert len(next(iter(u.values()))) == 4 * 252
+
+
+def test_crypto_is_long_only_with_its_fee(fast_result):
+    sims = fast_result.simulations
+    assert fast_result.picks.loc["BTCUSD", "crypto"]
+    i = list(fast_result.picks.index).index("BTCUSD")
+    assert (fast_result.arrays["pos"][i] >= 0).all()
+    assert (fast_result.arrays["pos"][:i] < 0).any()
+    assert set(sims["strategy"].unique()) == set(STRATEGIES)
+
+
+def test_write_results_parquet_and_metrics(fast_result, tmp_path):
+    out = ms.write_results(fast_result, tmp_path, headline={"throughput": "x"})
+    for name in ("summary", "picks", "ranking", "simulations", "forecasts"):
+        back = pd.read_parquet(out[name])
+        assert len(back) > 0
+    m = json.loads(out["metrics"].read_text())
+    assert m["picks"] == dict(fast_result.picks["strategy"])
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_write_results_leaves_nothing_when_interrupted(fast_result, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = pd.DataFrame.to_parquet
+
+    def flaky(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        ms.write_results(fast_result, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_timing_table_has_the_seed_columns():
+    st = {"cold": {"warmup_s": 5.0}, "cached": {"warmup_s": 0.5}}
+    t = ms.timing_table(st, {"sequential": 1.0, "threads (threads, 2)": 0.6}, reference_s=90)
+    assert list(t.columns) == ["cold start s", "cached start s", "analysis s", "first run s",
+                               "subsequent run s"]
+    assert t.loc["fast sequential", "first run s"] == 6.0
+    assert t.loc["fast sequential", "subsequent run s"] == 1.5
+
+
+# ------------------------------------------------------------------ bad input
+@pytest.mark.parametrize("kw,match", [
+    (dict(simulations=0), "simulations must be >= 1"),
+    (dict(eval_days=1), "eval_days must be >= 2"),
+    (dict(context=12, ar_order=3), r"context \(12\) must be >= ar_order \+ 10 \(13\)"),
+    (dict(strategies=["simple", "moon"]), "strategies must be one of"),
+    (dict(simulations=1.5), "simulations must be an integer"),
+    (dict(fees={"forex": 0.1}), "fees: unknown symbol class"),
+    (dict(impl="cuda"), "impl must be one of"),
+])
+def test_bad_parameters_raise_naming_them(frames, kw, match):
+    with pytest.raises(ValueError, match=match):
+        ms.analyze(frames, progress=False, **{**SMALL, **kw})
+
+
+def test_history_too_short_names_the_symbol(frames):
+    short = {"SYM000": frames["SYM000"].iloc[:40]}
+    with pytest.raises(ValueError, match=r"SYM000: history too short: 40 bars, needs context "
+                                         r"\+ simulations \+ eval_days = 48"):
+        ms.analyze(short, progress=False, **SMALL)
+
+
+def test_nan_price_names_symbol_column_and_row(frames):
+    df = frames["SYM001"].copy()
+    df.iloc[17, df.columns.get_loc("close")] = np.nan
+    with pytest.raises(ValueError, match=r"SYM001: NaN or infinite price in column 'close' "
+                                         r"at row 17 \(\d{4}-\d\d-\d\d\)"):
+        ms.analyze({"SYM001": df}, progress=False, **SMALL)
+
+
+def test_gpu_without_device_or_with_plugin_model_is_refused(frames):
+    with pytest.raises(ValueError, match="device='gpu' runs the built-in AR forecaster"):
+        ms.analyze(frames, device="gpu", forecaster=ms.EmpiricalBootstrap(20), progress=False,
+                   **SMALL)
+    from qbt_lib.device import gpu_available
+    if not gpu_available():
+        with pytest.raises(RuntimeError, match="no GPU is usable"):
+            ms.analyze(frames, device="gpu", progress=False, **SMALL)

@@ -36,5 +36,8 @@ bench: env ## every workload benchmark at full size (long)
 bench-quick: env ## every workload benchmark at quick size
 	$(BIN)/python -m qbt_lib.bench all --quick
 
+readme-results: env ## rewrite README.md's results table from the bench JSON (outputs/bench)
+	$(BIN)/python -m qbt_lib.report readme
+
 clean: ## remove generated outputs (keeps .venv)
 	rm -rf outputs/* && touch outputs/.gitkeep

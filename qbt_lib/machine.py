@@ -25,6 +25,23 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+_DISTS = {"sklearn": "scikit-learn"}
+
+
+def _version_of(name: str) -> str:
+    """The installed version without importing the package when it is not loaded yet
+    (importing scikit-learn, pandas, numba, papermill for their ``__version__`` took ~6 s)."""
+    import sys
+    mod = sys.modules.get(name)
+    if mod is not None and getattr(mod, "__version__", None):
+        return mod.__version__
+    try:
+        from importlib.metadata import version
+        return version(_DISTS.get(name, name))
+    except Exception:
+        return importlib.import_module(name).__version__
+
+
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in _LIBS:
@@ -33,7 +50,7 @@ def versions() -> dict[str, str]:
             if not gpu_status()[0]:
                 continue
         try:
-            out[name] = importlib.import_module(name).__version__
+            out[name] = _version_of(name)
         except Exception:
             continue
     return out

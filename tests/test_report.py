@@ -1,0 +1,179 @@
+"""The report: metrics.json, the summary rows (every workload, figures traced to their
+source), the rendered index.html (checked in a real headless Chromium), the README block."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from qbt_lib import paths, report
+from qbt_lib.bench import WORKLOADS
+
+FIXTURES = paths.PROJ_ROOT / "tests" / "fixtures" / "bench"
+GOLDEN_PROFILING = paths.GOLDEN_DIR / "profiling.ipynb"
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        p = shutil.which(name)
+        if p:
+            return p
+    return None
+
+
+@pytest.fixture
+def outputs(tmp_path):
+    """A fake ``outputs/`` with the fixture bench JSONs, a synth metrics.json, and the golden
+    profiling notebook as if `make report` had executed it."""
+    out = tmp_path / "outputs"
+    shutil.copytree(FIXTURES, out / "bench")
+    report.write_metrics(out / "synth", "synth", {"n": 10},
+                         headline={"throughput": "5M samples/s (numba)", "gpu": ""},
+                         wall_seconds=12.5)
+    if GOLDEN_PROFILING.exists():
+        (out / "profiling").mkdir()
+        shutil.copy(GOLDEN_PROFILING, out / "profiling" / "profiling.ipynb")
+    return out
+
+
+def test_write_and_read_metrics(tmp_path):
+    p = report.write_metrics(tmp_path / "wl", "synth", {"n": 5}, headline={"throughput": "x"},
+                             wall_seconds=1.5)
+    m = report.read_metrics("wl", tmp_path)
+    assert p.name == "metrics.json" and m["params"] == {"n": 5}
+    assert m["machine"]["cores"] >= 1 and "numpy" in m["versions"]
+    assert not list((tmp_path / "wl").glob("*.tmp"))
+    assert report.read_metrics("nothing", tmp_path) is None
+
+
+def test_summary_rows_cover_every_workload_and_name_sources(outputs):
+    rows = {r["workload"]: r for r in report.summary_rows(outputs)}
+    assert list(rows) == list(WORKLOADS)  # never skipped, built or not
+    s = rows["synth"]
+    # the bench JSON's figure first (traceable to it); the notebook's own figure beside it
+    assert s["headline"]["throughput"] == "7.69M samples/s (numba materialize n=10M threads x2)"
+    assert s["source"]["throughput"] == "synth.json"
+    assert s["notebook_headline"]["throughput"] == "5M samples/s (numba)"
+    assert s["source"]["speedup_vs_reference"] == "synth.json"
+    assert s["headline"]["gpu"].startswith("800M samples/s on fixture GPU")
+    assert s["source"]["gpu"] == "synth-h100.json"
+    assert s["wall_seconds"] == 12.5
+    w = rows["waves"]
+    assert w["metrics"] is None and w["source"]["throughput"] == "waves.json"
+    # without a bench JSON, the notebook's metrics.json is the source
+    (outputs / "bench" / "synth.json").unlink()
+    (outputs / "bench" / "synth-h100.json").unlink()
+    s = {r["workload"]: r for r in report.summary_rows(outputs)}["synth"]
+    assert s["headline"]["throughput"] == "5M samples/s (numba)"
+    assert s["source"]["throughput"] == "metrics.json" and s["headline"]["gpu"] == "-"
+    for r in rows.values():
+        assert r["state"] in ("notebook not built yet", "not executed", "executed", "failed")
+
+
+def test_summary_rows_without_any_result(tmp_path):
+    rows = report.summary_rows(tmp_path / "empty")
+    assert [r["workload"] for r in rows] == list(WORKLOADS)
+    assert all(r["headline"] == {k: "-" for k in report.HEADLINE_KEYS} for r in rows)
+
+
+def test_notebook_failed_detection(tmp_path):
+    nb = {"cells": [{"cell_type": "code", "outputs": [{"output_type": "error"}]}],
+          "metadata": {}}
+    p = tmp_path / "x.ipynb"
+    p.write_text(json.dumps(nb))
+    assert report._notebook_failed(p)
+    nb["cells"][0]["outputs"] = [{"output_type": "stream", "text": "ok"}]
+    p.write_text(json.dumps(nb))
+    assert not report._notebook_failed(p)
+
+
+def test_run_notebooks_goes_on_after_a_failure(monkeypatch):
+    ran = []
+
+    def fake_execute(name, size="small", out=None, extra=None):
+        ran.append((name, size))
+        if name == "synth":
+            raise RuntimeError("cell 3 failed")
+
+    monkeypatch.setattr(report, "execute", fake_execute)
+    status = report.run_notebooks(["synth", "waves", "profiling"])
+    assert status == {"synth": "failed", "waves": "ok", "profiling": "ok"}
+    assert ("waves", "small") in ran and ("profiling", report.default_size("profiling")) in ran
+
+
+def test_render_index(outputs, tmp_path):
+    out = tmp_path / "report"
+    index = report.render(out, outputs)
+    page = index.read_text()
+    body = page.split('<table id="summary">', 1)[1].split("</table>", 1)[0]
+    assert body.count("<tr>") == 1 + len(WORKLOADS)
+    for wl in WORKLOADS:
+        assert f"<td>{wl}" in body or f">{wl}</a>" in body
+    # every JSON used is copied next to the page and linked with its machine
+    for name in ("synth.json", "synth-h100.json", "waves.json", "synth.metrics.json"):
+        assert (out / "data" / name).exists()
+        assert f'href="data/{name}"' in page
+    assert "fixture CPU (test data, not a measurement)" in page
+    assert 'id="bench-synth.json"' in page
+    if GOLDEN_PROFILING.exists():
+        assert (out / "profiling.html").exists()
+        assert 'id="nb-profiling"' in page and "data:image/png;base64" in page
+        # inputs hidden: no code cell source in the page
+        assert "prof.ProfilingConfig.from_params(" not in page
+
+
+def test_readme_block_is_generated(tmp_path):
+    docs = report.bench_docs([FIXTURES])
+    md = report.readme_results(docs)
+    assert "| synth | 7.69M samples/s" in md
+    assert "`synth-h100.json`" in md
+    assert "| synth | numba vs reference | 1,667x | ≥ 30x | ok | `synth.json` |" in md
+    assert "cupy vs numba" not in md.split("Targets")[1]  # no target: only in the JSON
+    for wl in WORKLOADS:
+        assert f"| {wl} |" in md
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\nbefore\n{report.RESULTS_START}\nold stuff\n{report.RESULTS_END}\nafter\n")
+    report.write_readme(readme, docs)
+    text = readme.read_text()
+    assert "old stuff" not in text and text.startswith("# x\nbefore\n")
+    assert text.endswith(f"{report.RESULTS_END}\nafter\n") and "| waves |" in text
+    report.write_readme(readme, [])  # idempotent markers; no JSON -> a line per workload
+    assert readme.read_text().count(report.RESULTS_START) == 1
+    assert "| marketsim | no bench JSON yet |" in readme.read_text()
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="results:start"):
+        report.write_readme(readme, docs)
+
+
+def test_repo_readme_has_the_results_markers():
+    text = (paths.PROJ_ROOT / "README.md").read_text()
+    assert text.count(report.RESULTS_START) == 1 and text.count(report.RESULTS_END) == 1
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no chromium (apt-get install -y chromium)")
+@pytest.mark.skipif(not GOLDEN_PROFILING.exists(), reason="golden profiling notebook missing")
+def test_index_in_headless_chromium(outputs, tmp_path):
+    """Load the rendered page in a real browser and check what it shows."""
+    out = tmp_path / "report"
+    index = report.render(out, outputs)
+    chrome = _chromium()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+             f"--user-data-dir={tmp_path / 'chrome-profile'}", "--virtual-time-budget=3000"]
+    dom = subprocess.run([chrome, *flags, "--dump-dom", index.as_uri()], capture_output=True,
+                         text=True, timeout=60).stdout
+    assert dom.strip(), "chromium returned no DOM"
+    summary = dom.split('id="summary"', 1)[1].split("</table>", 1)[0]
+    assert len(re.findall(r"<tr>", summary)) == 1 + len(WORKLOADS)
+    # the profiling notebook is in the page: its plots (PNG images) and its tables
+    section = dom.split('id="nb-profiling"', 1)[1]
+    assert len(re.findall(r'<img[^>]+src="data:image/png;base64', section)) >= 10
+    assert section.count('class="dataframe"') >= 10
+    assert "Time vs problem size" in section and "GPU vs CPU" in section
+    shot = tmp_path / "shot.png"
+    subprocess.run([chrome, *flags, "--window-size=1400,2000", f"--screenshot={shot}",
+                    index.as_uri()], capture_output=True, timeout=60)
+    assert shot.exists() and shot.stat().st_size > 20_000  # a rendered page, not a blank one

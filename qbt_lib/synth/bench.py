@@ -1,0 +1,422 @@
+"""``python -m qbt_lib.bench synth [--quick]``: every synth path timed in one run.
+
+Cases (full size; ``--quick`` shrinks each so the whole run takes < 60 s):
+  * before: the reference per-sample loop, and the seed's own vectorized "after"
+    (re-implemented faithfully in ``reference.seed_vectorized``), on subsamples;
+  * materialized in memory: NumPy, Numba on one core (draws + columns + windows into a
+    preallocated array) and the fused Numba kernel alone on 1 and 2 threads, with the bytes
+    written so the table shows the fraction of the measured copy bandwidth;
+  * normalized to Parquet: n = 1e8 samples (1e7 quick) on 2 cores and on 1, each in a fresh
+    process so its peak RSS is its own;
+  * materialized to disk, Parquet and Arrow IPC: pyarrow writing the already-built table
+    alone ("raw") against the whole pipeline (generation overlapped with writing), 1 and 2
+    writers; plus an encoding study (bytes per row and encode CPU per row);
+  * the batch loader: normalized store (gather) vs reading materialized rows;
+  * GPU (only where a usable GPU is found): the gather+scale kernel into device memory,
+    its array-generic fallback, and the loader feeding device batches.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import paths
+from ..bench import Bench
+from ..device import gpu_available
+from ..parallel import available_cores
+
+LOOKBACK = 64
+SYMBOLS = 10
+
+_SUBPROCESS_SCRIPT = r"""
+import json, sys, time
+from qbt_lib import synth
+from qbt_lib.machine import peak_rss_mb
+n, jobs, out, materialize, fmt = (int(sys.argv[1]), int(sys.argv[2]), sys.argv[3],
+                                  sys.argv[4] == "1", sys.argv[5])
+space = synth.sample_space("synthetic", %(symbols)d, seed=0, lookback=%(lookback)d, horizon=1)
+cfg = synth.draw_config(0)
+synth.warm_up("numba", space, cfg, "threads", jobs)
+t = time.perf_counter()
+w = synth.write_dataset(out, n, space, cfg, impl="numba", materialize=materialize, fmt=fmt,
+                        chunk_size=1 << 19, n_jobs=jobs, backend="threads", progress=False)
+dt = time.perf_counter() - t
+print(json.dumps({"seconds": dt, "peak_rss_mb": peak_rss_mb(), "file_bytes": w.file_bytes,
+                  "arrow_bytes": w.nbytes, "n_windows": w.n_windows}))
+"""
+
+
+def _subprocess_run(n: int, jobs: int, out: Path, materialize: bool = False,
+                    fmt: str = "parquet") -> dict:
+    """One write_dataset in a fresh process (its peak RSS is then its own)."""
+    script = _SUBPROCESS_SCRIPT % {"symbols": SYMBOLS, "lookback": LOOKBACK}
+    r = subprocess.run([sys.executable, "-c", script, str(n), str(jobs), str(out),
+                        "1" if materialize else "0", fmt],
+                       capture_output=True, text=True, cwd=str(paths.PROJ_ROOT),
+                       env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    shutil.rmtree(out, ignore_errors=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"write_dataset subprocess failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def _space():
+    from . import sample_space
+    return sample_space("synthetic", SYMBOLS, seed=0, lookback=LOOKBACK, horizon=1)
+
+
+def run(bench: Bench) -> None:
+    from . import draw_config
+    q = bench.quick
+    space = _space()
+    cfg = draw_config(0)
+    tmp_root = paths.cache_dir() / "bench-synth"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=tmp_root))
+    bench.note("market", f"synthetic, {SYMBOLS} symbols x 5000 bars, lookback {LOOKBACK}, "
+                         f"horizon 1: {space.n_keys:,} distinct windows")
+    bench.note("machine_state", "shared 2-core box, other jobs running: timings are noisy")
+    try:
+        _before(bench, space, cfg)
+        _in_memory(bench, space, cfg)
+        _normalized(bench, tmp)
+        _to_disk(bench, space, cfg, tmp)
+        _loader(bench, space, cfg, tmp)
+        if gpu_available():
+            _gpu(bench, space, cfg, tmp)
+        else:
+            bench.note("gpu", "no usable GPU here: GPU cases skipped")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- before
+def _before(bench: Bench, space, cfg) -> None:
+    from . import build_samples, market, reference
+    from .space import Draws
+    q = bench.quick
+    n_ref = 500 if q else 3000
+    draws = Draws(cfg, space.n_keys).take(0, n_ref)
+    bench._ref = bench.measure("reference: per-sample loop (materialized)",
+                               lambda: build_samples("reference", space, draws, True),
+                               impl="reference", size=n_ref, unit="samples", repeats=1,
+                               warmup=0 if q else 1)
+    df = market("synthetic", 1, seed=0)["SYM000"]
+    n_seed = 3000 if q else 20000
+    bench._seed = bench.measure(
+        "seed's vectorized 'after' (1 symbol)",
+        lambda: reference.seed_vectorized(df, n_seed, LOOKBACK, 1, np.random.default_rng(0)),
+        impl="seed-after", size=n_seed, unit="samples", repeats=1, warmup=0 if q else 1)
+    n_iloc = 500 if q else 2000
+    bench.measure(
+        "seed's 'after' as written (df[col].iloc per row)",
+        lambda: reference.seed_vectorized(df, n_iloc, LOOKBACK, 1, np.random.default_rng(0),
+                                          iloc=True),
+        impl="seed-iloc", size=n_iloc, unit="samples", repeats=1, warmup=0)
+
+
+# --------------------------------------------------------------------------- in memory
+def materialize_into(space, cfg, n: int, out: np.ndarray, threads: int = 1) -> dict:
+    """Numba path of ``generate``: draws, samples columns, fused windows into ``out``."""
+    import numba
+
+    from .nb import gather_scale_par_nb
+    from .space import Draws
+    from .xp import sample_columns
+    draws = Draws(cfg, space.n_keys).take(0, n)
+    t = space.tables()
+    cols = sample_columns(np, t, draws)
+    numba.set_num_threads(threads)
+    gather_scale_par_nb(t["prices"], t["key_start"], t["key_scale"], draws["key"], out)
+    return cols
+
+
+def _in_memory(bench: Bench, space, cfg) -> None:
+    import numba
+
+    from . import build_samples
+    from .nb import gather_scale_par_nb
+    from .space import Draws
+    q = bench.quick
+    row_bytes = 5 * LOOKBACK * 4
+    col_bytes = 4 + 4 + 8 + 8 + 8 + 1 + 8
+    n_np = 50_000 if q else 200_000
+    d_np = Draws(cfg, space.n_keys).take(0, n_np)
+    c_np = bench.measure("numpy: materialize in memory", lambda: build_samples(
+        "numpy", space, d_np, True), impl="numpy", size=n_np, unit="samples",
+        nbytes=n_np * (row_bytes + col_bytes), repeats=3)
+    n = 200_000 if q else 1_000_000
+    out = np.empty((5, n, LOOKBACK), np.float32)
+    c1 = bench.measure("numba: materialize in memory, 1 core", lambda: materialize_into(
+        space, cfg, n, out, 1), impl="numba", size=n, unit="samples",
+        nbytes=n * (row_bytes + col_bytes), repeats=5, note="draws + columns + windows")
+    keys = Draws(cfg, space.n_keys).take(0, n)["key"]
+    t = space.tables()
+    kern = {}
+    for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+        def fn(threads=threads):
+            numba.set_num_threads(threads)
+            gather_scale_par_nb(t["prices"], t["key_start"], t["key_scale"], keys, out)
+        kern[threads] = bench.measure(
+            f"numba: gather+scale kernel, {threads} thread(s)", fn, impl="numba", size=n,
+            unit="samples", n_jobs=threads, backend="numba-threads",
+            nbytes=n * row_bytes, repeats=5)
+    del out
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    bench.ratio("numba in memory (1 core) vs seed's vectorized", c1, bench._seed, target=30)
+    bench.ratio("numba in memory (1 core) vs reference", c1, bench._ref)
+    bench.ratio("numpy in memory vs reference", c_np, bench._ref)
+    if 2 in kern:
+        bench.ratio("numba kernel 2 threads vs 1 (of 2x)", kern[2], kern[1])
+    bw = kern[1].get("bw_fraction")
+    bench.headline["numba_kernel_bw_fraction_1core"] = bw
+    bench.headline["numba_in_memory_bw_fraction_1core"] = c1.get("bw_fraction")
+    bench.headline["numba_in_memory_samples_per_s_1core"] = c1["throughput"]
+    bench.headline["bw_target_0.5_ok"] = bool(bw is not None and bw >= 0.5)
+
+
+# --------------------------------------------------------------------------- normalized
+def _normalized(bench: Bench, tmp: Path) -> None:
+    n = 5_000_000 if bench.quick else 100_000_000
+    results = {}
+    for jobs in (2, 1):
+        if bench.quick and jobs == 1:
+            continue
+        res = _subprocess_run(n, jobs, tmp / f"normalized-{jobs}")
+        results[jobs] = bench.add_case(
+            f"normalized to Parquet, n={n:.0e}, {jobs} core(s)", res["seconds"],
+            impl="numba", size=n, unit="samples", n_jobs=jobs, backend="threads",
+            peak_rss_mb=res["peak_rss_mb"], file_bytes=res["file_bytes"],
+            bytes_per_sample_on_disk=res["file_bytes"] / n, n_windows=res["n_windows"])
+        print(f"    peak RSS {res['peak_rss_mb']:.0f} MB, {res['file_bytes'] / n:.1f} B/sample "
+              f"on disk", flush=True)
+    c2 = results[2]
+    bench.headline["normalized_n"] = n
+    bench.headline["normalized_seconds_2cores"] = c2["seconds"]
+    bench.headline["normalized_peak_rss_mb_2cores"] = c2["peak_rss_mb"]
+    bench.headline["normalized_target_ok"] = bool(
+        n < 100_000_000 or (c2["seconds"] <= 60 and c2["peak_rss_mb"] <= 2048))
+    if 1 in results:
+        bench.ratio("normalized 2 cores vs 1 (of 2x)", results[2], results[1])
+    # materialized rows stream too: peak RSS does not grow with n
+    for n_mat in ((1 << 19,) if bench.quick else (1 << 19, 1 << 21)):
+        res = _subprocess_run(n_mat, 2, tmp / "materialized", materialize=True, fmt="ipc")
+        bench.add_case(f"materialized to IPC, n={n_mat:,}, 2 cores", res["seconds"],
+                       impl="numba", size=n_mat, unit="samples", n_jobs=2, backend="threads",
+                       peak_rss_mb=res["peak_rss_mb"], file_bytes=res["file_bytes"])
+        print(f"    peak RSS {res['peak_rss_mb']:.0f} MB for {res['file_bytes'] / 1e9:.2f} GB "
+              f"written", flush=True)
+
+
+# --------------------------------------------------------------------------- to disk
+def _raw_batches(space, cfg, n: int, table: str = "rows") -> list:
+    import pyarrow as pa
+
+    from . import build_samples
+    from .space import Draws
+    from .store import rows_per_batch, rows_schema, to_record_batch
+    step = rows_per_batch(table, space.lookback)
+    draws = Draws(cfg, space.n_keys)
+    sym = pa.array(space.symbols)
+    out = []
+    for a in range(0, n, step):
+        cols, ohlcv = build_samples("numba", space, draws.take(a, min(n, a + step)), True)
+        out.append(to_record_batch(cols, ohlcv, sym, rows_schema(space.lookback)))
+    return out
+
+
+def _raw_write(batches: list, paths_: list[Path], fmt: str) -> None:
+    """pyarrow alone: write prebuilt batches (same writer settings) to len(paths_) files,
+    one thread per file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .store import PartWriter
+    k = len(paths_)
+    per = -(-len(batches) // k)
+
+    def one(i: int) -> None:
+        w = PartWriter(paths_[i], batches[0].schema, fmt)
+        for b in batches[i * per:(i + 1) * per]:
+            w.write(b)
+        w.close()
+    if k == 1:
+        one(0)
+    else:
+        with ThreadPoolExecutor(k) as ex:
+            list(ex.map(one, range(k)))
+
+
+def _to_disk(bench: Bench, space, cfg, tmp: Path) -> None:
+    from . import write_dataset
+    q = bench.quick
+    n = (1 << 17) if q else (1 << 18)
+    batches = _raw_batches(space, cfg, n)
+    nbytes = sum(b.nbytes for b in batches)
+    bench.note("materialized_row_bytes", nbytes / n)
+    _encoding_study(bench, batches[0])
+    jobs_list = (1,) if q else (1, min(2, available_cores()))
+    for fmt in ("parquet", "ipc"):
+        for jobs in sorted(set(jobs_list)):
+            files = [tmp / f"raw-{fmt}-{jobs}-{i}" for i in range(jobs)]
+            target = tmp / f"e2e-{fmt}-{jobs}"
+
+            def raw_fn(files=files, fmt=fmt) -> int:
+                _raw_write(batches, files, fmt)
+                return sum(f.stat().st_size for f in files)
+
+            def e2e_fn(target=target, fmt=fmt, jobs=jobs) -> int:
+                return write_dataset(target, n, space, cfg, impl="numba", materialize=True,
+                                     fmt=fmt, chunk_size=-(-n // jobs), n_jobs=jobs,
+                                     backend="threads", progress=False).file_bytes
+            raw, e2e = _paired(
+                bench, (f"{fmt}: pyarrow alone writes the table, {jobs} file(s)", raw_fn,
+                        "pyarrow"),
+                (f"{fmt}: materialized end to end, n_jobs={jobs}", e2e_fn, "numba"),
+                size=n, nbytes=nbytes, n_jobs=jobs, repeats=2 if q else 5)
+            # The target needs a spare core for the generation to overlap the writing: with
+            # one writer on 2 cores it has one; with 2 writers both cores also generate.
+            bench.ratio(f"{fmt} end-to-end vs pyarrow alone, {jobs} writer(s)", e2e, raw,
+                        target=0.8 if jobs == 1 else None)
+            for f in files:
+                f.unlink(missing_ok=True)
+            shutil.rmtree(target, ignore_errors=True)
+    del batches
+
+
+def _paired(bench: Bench, a: tuple, b: tuple, *, size: int, nbytes: int, n_jobs: int,
+            repeats: int) -> tuple[dict, dict]:
+    """Time two ways of doing the same work alternately (a, b, a, b, ... after one warm-up
+    each), so a change in the machine's load hits both: medians recorded as two cases."""
+    import statistics
+    times: dict[int, list[float]] = {0: [], 1: []}
+    out: dict[int, int] = {}
+    for r in range(repeats + 1):
+        for i, (_, fn, _) in enumerate((a, b)):
+            t = time.perf_counter()
+            out[i] = fn()
+            if r:
+                times[i].append(time.perf_counter() - t)
+    cases = []
+    for i, (name, _, impl) in enumerate((a, b)):
+        med = statistics.median(times[i])
+        c = bench.add_case(name, med, impl=impl, size=size, unit="samples", n_jobs=n_jobs,
+                           backend="threads", times=times[i], file_bytes=out[i],
+                           GBps=nbytes / med / 1e9)
+        if bench.copy_GBps:
+            c["bw_fraction"] = c["GBps"] / bench.copy_GBps
+        cases.append(c)
+    return cases[0], cases[1]
+
+
+def _encoding_study(bench: Bench, rb) -> None:
+    """Bytes per materialized row and encode CPU per row for a few Parquet settings."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .store import parquet_options
+    study = {}
+    for comp, bss in (("none", False), ("lz4", False), ("lz4", True), ("zstd", False),
+                      ("zstd", True)):
+        opts = parquet_options(rb.schema, comp)
+        opts["use_byte_stream_split"] = bss
+        if comp != "zstd":
+            opts["compression_level"] = None
+
+        def w() -> int:
+            buf = pa.BufferOutputStream()
+            wr = pq.ParquetWriter(buf, rb.schema, **opts)
+            wr.write_batch(rb)
+            wr.close()
+            return buf.getvalue().size
+        size = w()
+        t = time.process_time()
+        for _ in range(2):
+            w()
+        cpu = (time.process_time() - t) / 2
+        study[f"{comp}{'+bss' if bss else ''}"] = {
+            "bytes_per_row": round(size / rb.num_rows, 1),
+            "encode_GBps_per_core": round(rb.nbytes / cpu / 1e9, 3)}
+    bench.note("parquet_encoding_study", study)
+    print("  parquet encoding study (materialized rows):", flush=True)
+    for k, v in study.items():
+        print(f"    {k:<10s} {v['bytes_per_row']:7.1f} B/row  {v['encode_GBps_per_core']:.2f} "
+              f"GB/s/core (CPU time)", flush=True)
+
+
+# --------------------------------------------------------------------------- loader
+def _loader(bench: Bench, space, cfg, tmp: Path) -> None:
+    from . import open_dataset, write_dataset
+    n = (1 << 17) if bench.quick else (1 << 20)
+    row_bytes = 5 * LOOKBACK * 4
+    write_dataset(tmp / "ld-norm", n, space, cfg, impl="numba", progress=False)
+    for fmt in ("parquet", "ipc"):
+        write_dataset(tmp / f"ld-mat-{fmt}", n, space, cfg, impl="numba", materialize=True,
+                      fmt=fmt, progress=False)
+    cases = [("ld-norm", False, "normalized store, fresh batch arrays"),
+             ("ld-norm", True, "normalized store, reused batch buffers"),
+             ("ld-mat-parquet", False, "materialized Parquet rows"),
+             ("ld-mat-ipc", False, "materialized Arrow IPC rows")]
+    for name, reuse, label in cases:
+        ds = open_dataset(tmp / name)
+
+        def it(ds=ds, reuse=reuse) -> int:
+            return sum(len(b) for b in ds.loader(batch_size=65536, reuse_buffers=reuse))
+        bench.measure(f"loader: {label}", it, impl="numba", size=n, unit="samples",
+                      nbytes=n * row_bytes, repeats=1 if bench.quick else 3)
+
+
+# --------------------------------------------------------------------------- GPU
+def _gpu(bench: Bench, space, cfg, tmp: Path) -> None:
+    import cupy as cp
+
+    from . import gpu, open_dataset, write_dataset
+    from .space import Draws
+    m = (1 << 22) if bench.quick else (1 << 24)
+    ds = gpu.device_space(space)
+    keys = np.concatenate([Draws(cfg, space.n_keys).take(a, min(m, a + (1 << 22)))["key"]
+                           for a in range(0, m, 1 << 22)])
+    key_dev = gpu.to_device(keys)
+    out = cp.empty((5, m, LOOKBACK), cp.float32)
+    row_bytes = 5 * LOOKBACK * 4
+
+    def kern() -> None:
+        gpu.gather_scale_device(ds, key_dev, out)
+        cp.cuda.get_current_stream().synchronize()
+
+    def generic() -> None:
+        gpu.gather_scale_device(ds, key_dev, out, use_kernel=False)
+        cp.cuda.get_current_stream().synchronize()
+    k = bench.measure("cupy: gather+scale kernel (device memory)", kern, impl="cupy",
+                      size=m, unit="samples", device="gpu", nbytes=m * row_bytes, repeats=5)
+    bench.measure("cupy: array-generic gather+scale (device)", generic, impl="cupy-xp",
+                  size=m, unit="samples", device="gpu", nbytes=m * row_bytes, repeats=3)
+    m2 = min(m, 1 << 22)
+
+    def e2e() -> None:
+        gpu.materialize_device(space, cfg, 0, m2)
+        cp.cuda.get_current_stream().synchronize()
+    bench.measure("cupy: CPU draws + upload + device gather+scale", e2e, impl="cupy",
+                  size=m2, unit="samples", device="gpu", nbytes=m2 * row_bytes, repeats=3)
+    bench.headline["gpu_samples_per_s"] = k["throughput"]
+    bench.headline["gpu_target_500M_ok"] = bool(k["throughput"] >= 5e8)
+    del out
+    host = np.ones(1 << 28, np.uint8)
+    bench.measure("cupy: pinned-staged host->device copy", lambda: gpu.to_device(host),
+                  impl="cupy", size=host.nbytes, unit="bytes", device="gpu",
+                  nbytes=host.nbytes, repeats=3)
+    n = 1 << 21
+    write_dataset(tmp / "gpu-norm", n, space, cfg, impl="cupy", progress=False)
+    dsn = open_dataset(tmp / "gpu-norm")
+
+    def it() -> int:
+        return sum(len(b) for b in dsn.loader(batch_size=1 << 18, device="gpu"))
+    bench.measure("loader: normalized -> device batches", it, impl="cupy", size=n,
+                  unit="samples", device="gpu", nbytes=n * row_bytes, repeats=3)

@@ -1,0 +1,266 @@
+"""Parameters, data sources, folds and the checks every walk-forward run shares.
+
+Folds are index-based on each asset's own trading days within ``[start, end]``: fold ``k``
+trains on ``fold_length`` bars starting ``k * step_size`` bars after the first day (from the
+first day when ``anchored``), skips ``gap`` bars (embargo) and tests on the next
+``test_length`` bars. Bars before ``start`` serve only as feature warm-up.
+
+Inside a fold, row ``t`` (features of bar ``t``) predicts the return of bar ``t + 1``:
+
+- training rows are ``t`` in ``[train_start, train_end - 1)``, so every label is realised
+  inside the training window (warm-up rows with an undefined feature are dropped);
+- the test window's bars ``[test_start, test_end)`` are traded by the decisions of rows
+  ``[test_start - 1, test_end - 1)``, so a fold reads no bar after its test window (the
+  no-look-ahead test perturbs those bars and checks that nothing in the fold changes).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .. import paths
+from ..data import symbol_names, synthetic_market, validate_ohlcv
+from ..parallel import BACKENDS, chunk_seed, resolve_n_jobs
+from ..params import as_bool, as_float, as_int, as_list, one_of
+from .features import FEATURES, LOOKBACK
+
+MODELS = ("ridge", "random_forest", "hist_gb")
+IMPLS = ("fast", "reference")
+METRICS = ("total_return", "annual_return", "annual_vol", "sharpe", "max_drawdown",
+           "hit_rate", "trades", "turnover")
+BARS_PER_YEAR = 252
+MIN_FOLD_LENGTH = 50       # = LOOKBACK: a test row always has every feature defined
+MIN_TRAIN_ROWS = 20        # complete training rows a fold needs after the warm-up
+MAX_GAP_DAYS = 7           # calendar days between bars beyond which the data has a gap
+
+# The synthetic source: a fixed universe of GARCH(1,1) assets written once as CSV files
+# (the reference path re-reads them every fold, like the seed's CSV-based pipeline).
+SYNTHETIC_SYMBOLS = tuple(symbol_names(10))
+SYNTHETIC_SEED = 2024
+SYNTHETIC_START = "2000-01-03"
+SYNTHETIC_BARS = 6800      # business days to 2026-01
+
+
+@dataclasses.dataclass(frozen=True)
+class WalkForwardConfig:
+    assets: tuple[str, ...]
+    files: tuple[str, ...]          # one data file per asset, same order
+    start: pd.Timestamp
+    end: pd.Timestamp
+    fold_length: int
+    step_size: int
+    test_length: int
+    gap: int
+    anchored: bool
+    model: str
+    threshold: float
+    long_only: bool
+    cost_bps: float
+    source: str
+    impl: str
+    n_jobs: int
+    backend: str
+    scheduler: str | None
+    seed: int
+    n_estimators: int
+    alpha: float
+
+    @property
+    def cost(self) -> float:
+        return self.cost_bps / 1e4
+
+    def params(self) -> dict[str, Any]:
+        """The run's parameters as plain JSON values (for ``metrics.json``)."""
+        d = dataclasses.asdict(self)
+        d.pop("files")
+        d["assets"] = list(self.assets)
+        d["start"] = self.start.strftime("%Y-%m-%d")
+        d["end"] = self.end.strftime("%Y-%m-%d")
+        return d
+
+
+def _as_date(name: str, value: Any) -> pd.Timestamp:
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise ValueError(f"{name} must be a date like '2020-01-31', got {value!r}") from None
+    if ts is pd.NaT or pd.isna(ts):
+        raise ValueError(f"{name} must be a date like '2020-01-31', got {value!r}")
+    return ts.tz_localize(None) if ts.tz is not None else ts
+
+
+def make_config(*, assets: Any = 5, start: Any = "2018-01-01", end: Any = "2020-12-31",
+                fold_length: Any = 252, step_size: Any = 126, test_length: Any = None,
+                gap: Any = 0, anchored: Any = False, model: Any = "ridge",
+                threshold: Any = 0.0, long_only: Any = False, cost_bps: Any = 1.0,
+                source: Any = "synthetic", impl: Any = "fast", n_jobs: Any = 1,
+                backend: Any = "loky", scheduler: Any = "local", seed: Any = 0,
+                n_estimators: Any = 100, alpha: Any = 1.0) -> WalkForwardConfig:
+    """Validate every parameter (``ValueError`` naming it) and resolve the data files."""
+    start_ts, end_ts = _as_date("start", start), _as_date("end", end)
+    if start_ts >= end_ts:
+        raise ValueError(f"start ({start_ts:%Y-%m-%d}) must be before end ({end_ts:%Y-%m-%d})")
+    fold_length = as_int("fold_length", fold_length, min=MIN_FOLD_LENGTH)
+    step_size = as_int("step_size", step_size, min=1)
+    test_length = step_size if test_length is None else as_int("test_length", test_length, min=1)
+    gap = as_int("gap", gap, min=0)
+    model = one_of("model", model, MODELS)
+    impl = one_of("impl", impl, IMPLS)
+    backend = one_of("backend", backend, BACKENDS)
+    n_jobs = resolve_n_jobs(n_jobs)
+    source_s, universe = resolve_source(source)
+    names = _resolve_assets(assets, universe, source_s)
+    return WalkForwardConfig(
+        assets=tuple(names), files=tuple(str(universe[a]) for a in names),
+        start=start_ts, end=end_ts, fold_length=fold_length, step_size=step_size,
+        test_length=test_length, gap=gap, anchored=as_bool("anchored", anchored), model=model,
+        threshold=as_float("threshold", threshold, min=0.0),
+        long_only=as_bool("long_only", long_only),
+        cost_bps=as_float("cost_bps", cost_bps, min=0.0), source=source_s, impl=impl,
+        n_jobs=n_jobs, backend=backend, scheduler=scheduler, seed=as_int("seed", seed, min=0),
+        n_estimators=as_int("n_estimators", n_estimators, min=1, max=100_000),
+        alpha=as_float("alpha", alpha, min=0.0, min_inclusive=False))
+
+
+# --------------------------------------------------------------------------- data sources
+def resolve_source(source: Any) -> tuple[str, dict[str, Path]]:
+    """``"synthetic"`` or a directory of ``<asset>.csv`` / ``<asset>.parquet`` files:
+    returns the source's name and ``{asset: file}``."""
+    if not isinstance(source, (str, os.PathLike)) or not str(source).strip():
+        raise ValueError(f"source must be 'synthetic' or a directory of <asset>.csv files, "
+                         f"got {source!r}")
+    s = str(source).strip()
+    if s.lower() == "synthetic":
+        d = synthetic_source_dir()
+        return "synthetic", {a: d / f"{a}.csv" for a in SYNTHETIC_SYMBOLS}
+    d = paths.resolve_input_path(s)
+    if not d.is_dir():
+        raise ValueError(f"source must be 'synthetic' or a directory of <asset>.csv files; "
+                         f"{s!r} is not a directory")
+    files = sorted([*d.glob("*.csv"), *d.glob("*.parquet")])
+    if not files:
+        raise ValueError(f"source {s!r} has no .csv or .parquet files")
+    out: dict[str, Path] = {}
+    for f in files:
+        out.setdefault(f.stem, f)
+    return s, out
+
+
+def _resolve_assets(assets: Any, universe: dict[str, Path], source: str) -> list[str]:
+    if isinstance(assets, (int, float, np.integer)) and not isinstance(assets, bool):
+        n = as_int("assets", assets, min=1, max=len(universe))
+        return sorted(universe)[:n]
+    names = [str(a) for a in as_list("assets", assets)]
+    if len(set(names)) != len(names):
+        raise ValueError(f"assets has duplicates: {names}")
+    for a in names:
+        if a not in universe:
+            avail = sorted(universe)
+            raise ValueError(f"unknown asset {a!r}: source {source!r} has "
+                             f"{avail[:12]}{' ...' if len(avail) > 12 else ''}")
+    return names
+
+
+def synthetic_source_dir() -> Path:
+    """Write the synthetic universe's CSV files once (atomic rename) and return the folder."""
+    root = paths.OUTPUTS / "data" / "walkforward"
+    final = root / f"synthetic-{SYNTHETIC_SEED}-{SYNTHETIC_BARS}"
+    if (final / ".complete").exists():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".synthetic-", dir=root))
+    try:
+        frames = synthetic_market(list(SYNTHETIC_SYMBOLS), n_bars=SYNTHETIC_BARS,
+                                  seed=SYNTHETIC_SEED, start=SYNTHETIC_START)
+        for sym, df in frames.items():
+            df.to_csv(tmp / f"{sym}.csv", index_label="date", float_format="%.10g")
+        (tmp / ".complete").write_text("ok")
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another process wrote the same universe first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+# --------------------------------------------------------------------------- checks, folds
+def check_history(df: pd.DataFrame, asset: str, cfg: WalkForwardConfig) -> tuple[int, int]:
+    """Check the bars a run uses (every bar up to ``end``: the recursive features carry all
+    earlier history) and return ``(first, last + 1)``: the positions of the bars in
+    ``[start, end]``. ``ValueError`` names the asset and the row for NaNs, gaps and a range
+    too short for one fold."""
+    used = df.loc[:cfg.end]
+    if len(used):
+        validate_ohlcv(used[["open", "high", "low", "close", "volume"]], name=asset)
+        days = np.diff(used.index.asi8) / 86_400e9
+        bad = np.flatnonzero(days > MAX_GAP_DAYS)
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(
+                f"{asset}: gap in the data: {days[i]:.0f} calendar days between row {i} "
+                f"({used.index[i]:%Y-%m-%d}) and row {i + 1} ({used.index[i + 1]:%Y-%m-%d}); "
+                f"more than {MAX_GAP_DAYS} days without a bar in the used range")
+    first = int(df.index.searchsorted(cfg.start, side="left"))
+    stop = int(df.index.searchsorted(cfg.end, side="right"))
+    need = cfg.fold_length + cfg.gap + cfg.test_length
+    if stop - first < need:
+        raise ValueError(
+            f"the range {cfg.start:%Y-%m-%d}..{cfg.end:%Y-%m-%d} has {max(stop - first, 0)} "
+            f"trading days for {asset}, shorter than one fold (fold_length {cfg.fold_length} "
+            f"+ gap {cfg.gap} + test_length {cfg.test_length} = {need})")
+    return first, stop
+
+
+def fold_windows(first: int, stop: int, cfg: WalkForwardConfig) -> list[tuple[int, int, int, int]]:
+    """``(train_start, train_end, test_start, test_end)`` bar positions of every fold that
+    fits in ``[first, stop)``."""
+    out = []
+    k = 0
+    while True:
+        s = first + k * cfg.step_size
+        tr_lo = first if cfg.anchored else s
+        tr_hi = s + cfg.fold_length
+        te_lo = tr_hi + cfg.gap
+        te_hi = te_lo + cfg.test_length
+        if te_hi > stop:
+            return out
+        out.append((tr_lo, tr_hi, te_lo, te_hi))
+        k += 1
+
+
+def fold_rows(window: tuple[int, int, int, int]) -> tuple[slice, slice]:
+    """Training rows and test decision rows of a fold (see the module docstring)."""
+    tr_lo, tr_hi, te_lo, te_hi = window
+    return slice(tr_lo, tr_hi - 1), slice(te_lo - 1, te_hi - 1)
+
+
+def fold_seed(seed: int, fold: int) -> int:
+    """The fold's ``random_state``: from ``SeedSequence(seed)``'s child ``fold``, so it does
+    not depend on which worker runs the fold."""
+    return int(chunk_seed(seed, fold).generate_state(1)[0])
+
+
+def n_folds_of(windows: dict[str, list]) -> int:
+    """Folds common to every asset (assets on different calendars may fit different counts)."""
+    return min(len(w) for w in windows.values())
+
+
+def check_train_rows(n_train: int, fold: int, asset: str) -> None:
+    if n_train < MIN_TRAIN_ROWS:
+        raise ValueError(
+            f"fold {fold} of {asset} has {n_train} complete training rows (< {MIN_TRAIN_ROWS}): "
+            f"the features need {LOOKBACK} bars of warm-up; start later or give more history "
+            f"before start")
+
+
+__all__ = ["FEATURES", "MODELS", "METRICS", "WalkForwardConfig", "make_config",
+           "check_history", "fold_windows", "fold_rows", "fold_seed"]

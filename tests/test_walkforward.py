@@ -1,0 +1,401 @@
+"""walkforward: indicator kernels vs TA-Lib / pandas / exact arithmetic, folds, no look-ahead,
+reference == fast, determinism across n_jobs and backends (Dask included), bad input,
+Ctrl-C leaves nothing behind."""
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qbt_lib import walkforward as wf
+from qbt_lib.data import load_ohlcv, synthetic_market
+from qbt_lib.walkforward import config, fast, features as F
+from qbt_lib.walkforward.reference import features_pandas
+
+# a small layout: 2 assets, ~390 bars in range, 4 folds of 120 train / 60 test bars
+TINY = dict(assets=2, start="2019-01-01", end="2020-06-30", fold_length=120, step_size=60,
+            test_length=60, progress=False)
+TINY_CFG = {k: v for k, v in TINY.items() if k != "progress"}
+KERNELS = [("sma", F.sma_nb, 20), ("ema", F.ema_nb, 20), ("rsi", F.rsi_nb, 14),
+           ("momentum", F.momentum_nb, 5), ("stddev", F.stddev_nb, 20),
+           ("zscore", F.zscore_nb, 20), ("volume_ratio", F.volume_ratio_nb, 20)]
+
+
+def _ohlcv(n=3000, seed=3, sym="SYM002"):
+    return synthetic_market(3, n, seed=seed)[sym]
+
+
+def _run(kernel, x, n):
+    return kernel(x, n, np.empty_like(x))
+
+
+def _assert_rel(a, b, rtol):
+    assert np.array_equal(np.isnan(a), np.isnan(b)), "the warm-up (NaN) pattern differs"
+    m = ~np.isnan(b)
+    err = np.abs(a[m] - b[m]) / np.maximum(np.abs(b[m]), 1e-300)
+    assert err.max() <= rtol, f"max relative error {err.max():.3g} > {rtol:g}"
+
+
+def _bars_key(res):
+    """Everything a run computed, as bytes (bitwise comparisons)."""
+    return (res.bars[["prediction", "ret", "pnl"]].to_numpy().tobytes(),
+            res.bars["position"].to_numpy().tobytes(),
+            res.metrics[list(wf.METRICS)].to_numpy().tobytes())
+
+
+# ------------------------------------------------------------------ kernels vs TA-Lib
+@pytest.fixture(scope="module")
+def talib():
+    return pytest.importorskip("talib", reason="TA-Lib is not installed (pip install -e .[dev])",
+                               exc_type=ImportError)
+
+
+def _talib_ref(talib, name, x, n, df):
+    if name == "zscore":
+        return (x - talib.SMA(x, n)) / talib.STDDEV(x, n)
+    if name == "volume_ratio":
+        return x / talib.SMA(x, n)
+    return {"sma": talib.SMA, "ema": talib.EMA, "rsi": talib.RSI, "momentum": talib.MOM,
+            "stddev": talib.STDDEV}[name](x, n)
+
+
+@pytest.mark.parametrize("name,kernel,n", KERNELS)
+def test_kernels_match_talib(talib, name, kernel, n):
+    df = _ohlcv()
+    close, volume = df["close"].to_numpy(), df["volume"].to_numpy()
+    # std and z-score on returns: on price levels TA-Lib's E[x^2]-E[x]^2 loses digits itself
+    # (see test_stddev_zscore_exact); a leading NaN checks the skip-leading-NaN rule
+    x = {"stddev": np.r_[np.nan, close[1:] / close[:-1] - 1],
+         "zscore": np.r_[np.nan, close[1:] / close[:-1] - 1],
+         "volume_ratio": volume}.get(name, close)
+    _assert_rel(_run(kernel, x, n), _talib_ref(talib, name, x, n, df), 1e-10)
+
+
+def test_atr_matches_talib(talib):
+    df = _ohlcv()
+    h, lo, c = (df[k].to_numpy() for k in ("high", "low", "close"))
+    _assert_rel(F.atr_nb(h, lo, c, 14, np.empty_like(c)), talib.ATR(h, lo, c, 14), 1e-10)
+
+
+def test_sma_is_talib_bit_for_bit(talib):
+    x = np.r_[np.full(3, np.nan), _ohlcv()["close"].to_numpy()]
+    np.testing.assert_array_equal(_run(F.sma_nb, x, 20), talib.SMA(x, 20))
+    np.testing.assert_array_equal(_run(F.momentum_nb, x, 5), talib.MOM(x, 5))
+
+
+# ------------------------------------------------------------------ kernels vs pandas / exact
+def test_kernels_match_pandas():
+    df = _ohlcv()
+    c = df["close"]
+    r = c / c.shift(1) - 1
+    _assert_rel(_run(F.sma_nb, c.to_numpy(), 20), c.rolling(20).mean().to_numpy(), 1e-10)
+    _assert_rel(_run(F.sma_nb, c.to_numpy(), 50), c.rolling(50).mean().to_numpy(), 1e-10)
+    _assert_rel(_run(F.stddev_nb, r.to_numpy(), 20), r.rolling(20).std(ddof=0).to_numpy(), 1e-10)
+    zr = ((r - r.rolling(20).mean()) / r.rolling(20).std(ddof=0)).to_numpy()
+    _assert_rel(_run(F.zscore_nb, r.to_numpy(), 20), zr, 1e-9)
+    np.testing.assert_array_equal(_run(F.momentum_nb, c.to_numpy(), 20), c.diff(20).to_numpy())
+    seed = c.copy()
+    seed.iloc[:19] = np.nan
+    seed.iloc[19] = c.iloc[:20].mean()
+    _assert_rel(_run(F.ema_nb, c.to_numpy(), 20),
+                seed.ewm(span=20, adjust=False).mean().to_numpy(), 1e-10)
+
+
+def test_feature_matrix_matches_pandas_reference():
+    df = _ohlcv()
+    fast_X, fast_y = F.feature_matrix(df)
+    ref_X, ref_y = features_pandas(df)
+    assert list(fast_X.columns) == list(wf.FEATURES)
+    np.testing.assert_array_equal(fast_y.to_numpy(), ref_y.to_numpy())
+    for col in wf.FEATURES:
+        # pandas' rolling std keeps a running Welford sum and drifts to ~1e-9 on price levels
+        rtol = 1e-8 if col == "zscore_20" else 1e-10
+        _assert_rel(fast_X[col].to_numpy(), ref_X[col].to_numpy(), rtol)
+    assert fast_X.iloc[config.LOOKBACK - 1:].notna().all().all()   # every feature defined
+    assert fast_X.iloc[config.LOOKBACK - 2].isna().any()
+
+
+def _exact_std(x, n):
+    out = np.full(len(x), np.nan)
+    for i in range(n - 1, len(x)):
+        w = [Fraction(float(v)) for v in x[i - n + 1:i + 1]]
+        m = sum(w) / n
+        out[i] = float(sum((v - m) ** 2 for v in w) / n) ** 0.5
+    return out
+
+
+def test_stddev_zscore_exact():
+    """Against exact rational arithmetic on a price path that wanders over a 6x range."""
+    x = 100 * np.exp(np.cumsum(np.random.default_rng(5).standard_normal(400) * 0.03))
+    exact = _exact_std(x, 20)
+    _assert_rel(_run(F.stddev_nb, x, 20), exact, 1e-12)
+    mean = pd.Series(x).rolling(20).mean().to_numpy()
+    _assert_rel(_run(F.zscore_nb, x, 20), (x - mean) / exact, 1e-9)
+
+
+def test_kernel_edge_cases():
+    flat = np.full(40, 5.0)
+    assert np.all(_run(F.stddev_nb, flat, 20)[19:] == 0.0)
+    assert np.all(_run(F.zscore_nb, flat, 20)[19:] == 0.0)
+    assert np.all(_run(F.rsi_nb, flat, 14)[14:] == 0.0)               # TA-Lib: 0 when flat
+    assert np.all(_run(F.volume_ratio_nb, np.zeros(30), 20)[19:] == 1.0)
+    short = np.arange(5.0)
+    assert np.isnan(_run(F.sma_nb, short, 20)).all()
+    assert np.isnan(F.atr_nb(short + 1, short, short + 0.5, 14, np.empty(5))).all()
+
+
+def test_wrappers_keep_the_index_and_check_the_window():
+    s = _ohlcv(300)["close"]
+    out = F.sma(s, 20)
+    assert isinstance(out, pd.Series) and out.index.equals(s.index)
+    assert isinstance(F.rsi(s.to_numpy()), np.ndarray)
+    with pytest.raises(ValueError, match="window must be >= 1"):
+        F.ema(s, 0)
+    with pytest.raises(ValueError, match="one-dimensional"):
+        F.sma(np.zeros((3, 3)))
+
+
+# ------------------------------------------------------------------ folds
+@pytest.mark.parametrize("size,folds,years", [("small", 4, 2), ("medium", 10, 5),
+                                              ("large", 20, 10)])
+def test_parameter_files_give_the_seed_workloads(size, folds, years):
+    import yaml
+    p = yaml.safe_load((Path(__file__).parents[1] / "params/walkforward" / f"{size}.yaml")
+                       .read_text())
+    cfg = wf.make_config(**{k: p[k] for k in ("assets", "start", "end", "fold_length",
+                                               "step_size", "test_length", "gap", "anchored",
+                                               "model", "source")})
+    df = load_ohlcv(cfg.files[0], validate=False)
+    windows = config.fold_windows(*config.check_history(df, cfg.assets[0], cfg), cfg)
+    assert len(cfg.assets) == 5 and len(windows) == folds
+    assert len(windows) * cfg.test_length == years * 252      # years out of sample
+
+
+def test_fold_layout_rolling_anchored_gap():
+    cfg = wf.make_config(**TINY_CFG)
+    w = config.fold_windows(10, 400, cfg)
+    assert w[0] == (10, 130, 130, 190) and w[1] == (70, 190, 190, 250)
+    assert len(w) == (400 - 10 - 180) // 60 + 1
+    gap = wf.make_config(**TINY_CFG, gap=5, anchored=True)
+    w = config.fold_windows(10, 400, gap)
+    assert w[2] == (10, 250, 255, 315)                  # anchored start, 5-bar embargo
+    assert config.fold_rows(w[2]) == (slice(10, 249), slice(254, 314))
+
+
+# ------------------------------------------------------------------ reference == fast
+@pytest.fixture(scope="module")
+def source_dir(tmp_path_factory):
+    """Two synthetic assets as CSV files in a folder of their own."""
+    d = tmp_path_factory.mktemp("wf-source")
+    for sym in ("SYM000", "SYM001"):
+        shutil.copy(config.synthetic_source_dir() / f"{sym}.csv", d / f"{sym}.csv")
+    return d
+
+
+@pytest.mark.parametrize("model,extra", [
+    ("ridge", {}),
+    ("ridge", {"anchored": True, "gap": 3, "long_only": True, "threshold": 0.001,
+               "cost_bps": 5.0}),
+    ("random_forest", {"n_estimators": 5}),
+    ("hist_gb", {"n_estimators": 10}),
+])
+def test_reference_equals_fast(model, extra):
+    kw = {**TINY, "model": model, **extra}
+    ref = wf.run(impl="reference", **kw)
+    fast_ = wf.run(impl="fast", **kw)
+    assert ref.n_folds == fast_.n_folds == 4
+    np.testing.assert_array_equal(ref.bars["position"], fast_.bars["position"])
+    np.testing.assert_array_equal(ref.bars["date"], fast_.bars["date"])
+    np.testing.assert_array_equal(ref.bars["ret"], fast_.bars["ret"])
+    np.testing.assert_allclose(fast_.metrics[list(wf.METRICS)], ref.metrics[list(wf.METRICS)],
+                               rtol=0, atol=1e-9)
+    np.testing.assert_allclose(fast_.bars["prediction"], ref.bars["prediction"], rtol=1e-6,
+                               atol=1e-12)
+    pd.testing.assert_frame_equal(ref.folds, fast_.folds)
+    if model == "random_forest":
+        np.testing.assert_allclose(fast_.importances, ref.importances, atol=1e-9)
+
+
+def test_no_look_ahead(source_dir, tmp_path):
+    """Scaling every bar after fold 1's test window changes nothing in folds 0 and 1."""
+    kw = {**TINY, "assets": ["SYM000", "SYM001"]}
+    base_dir, pert_dir = tmp_path / "base", tmp_path / "perturbed"
+    base_dir.mkdir()
+    pert_dir.mkdir()
+    frames = {f.name: pd.read_csv(f, index_col="date", parse_dates=True)
+              for f in source_dir.glob("*.csv")}
+    for name, df in frames.items():     # both copies through the same writer
+        df.to_csv(base_dir / name)
+    base = {impl: wf.run(source=base_dir, impl=impl, **kw) for impl in ("fast", "reference")}
+    test_end = base["fast"].folds.query("fold == 1")["test_end"].max()
+    for name, df in frames.items():
+        after = df.index > test_end
+        df.loc[after, ["open", "high", "low", "close"]] *= 1.5
+        df.loc[after, "volume"] *= 3.0
+        df.to_csv(pert_dir / name)
+    for impl, b in base.items():
+        p = wf.run(source=pert_dir, impl=impl, **kw)
+        for table in ("bars", "metrics"):
+            tb, tp = getattr(b, table), getattr(p, table)
+            pd.testing.assert_frame_equal(tb[tb["fold"] <= 1], tp[tp["fold"] <= 1],
+                                          check_exact=True)
+        # the perturbation is real: the next fold's test window does move
+        assert not np.array_equal(b.bars[b.bars["fold"] == 2]["ret"],
+                                  p.bars[p.bars["fold"] == 2]["ret"])
+
+
+# ------------------------------------------------------------------ determinism
+@pytest.mark.parametrize("model,extra", [("ridge", {}), ("random_forest", {"n_estimators": 4})])
+def test_bitwise_identical_across_n_jobs_and_backends(model, extra, dask_address):
+    kw = {**TINY, "model": model, **extra}
+    base = _bars_key(wf.run(n_jobs=1, backend="sequential", **kw))
+    for backend, n_jobs, sched in [("threads", 2, None), ("loky", 2, None),
+                                   ("loky", -1, None), ("dask", 2, dask_address)]:
+        res = wf.run(n_jobs=n_jobs, backend=backend, scheduler=sched or "local", **kw)
+        assert _bars_key(res) == base, f"{backend} n_jobs={n_jobs} differs"
+
+
+def test_fold_seed_is_per_fold_not_per_worker():
+    assert config.fold_seed(0, 3) == config.fold_seed(0, 3) != config.fold_seed(0, 4)
+    assert config.fold_seed(1, 3) != config.fold_seed(0, 3)
+
+
+# ------------------------------------------------------------------ bad input
+@pytest.mark.parametrize("kw,match", [
+    ({"start": "2021-01-01", "end": "2020-01-01"}, r"start \(2021-01-01\) must be before end"),
+    ({"start": "2020-03-01", "end": "2020-06-30"}, "shorter than one fold"),
+    ({"fold_length": 40}, "fold_length must be >= 50"),
+    ({"model": "xgboost"}, "model must be one of"),
+    ({"assets": ["SYM000", "NOPE"]}, "unknown asset 'NOPE'"),
+    ({"assets": 0}, "assets must be >= 1"),
+    ({"start": "not a date"}, "start must be a date"),
+    ({"threshold": -0.1}, "threshold must be >= 0"),
+    ({"impl": "gpu"}, "impl must be one of"),
+    ({"backend": "mpi"}, "backend must be one of"),
+    ({"source": "/no/such/dir"}, "not a directory"),
+])
+def test_bad_parameters_raise_value_error(kw, match):
+    with pytest.raises(ValueError, match=match):
+        wf.run(**{**TINY, **kw})
+
+
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+def test_nan_or_gap_in_used_range_raises(source_dir, tmp_path, impl):
+    df = pd.read_csv(source_dir / "SYM001.csv", index_col="date", parse_dates=True)
+    nan_dir, gap_dir, late_dir = (tmp_path / d for d in ("nan", "gap", "late"))
+    for d in (nan_dir, gap_dir, late_dir):
+        d.mkdir()
+        shutil.copy(source_dir / "SYM000.csv", d)
+    bad = df.copy()
+    bad.loc["2019-05-06", "close"] = np.nan
+    bad.to_csv(nan_dir / "SYM001.csv")
+    df.drop(df.loc["2019-07-01":"2019-07-31"].index).to_csv(gap_dir / "SYM001.csv")
+    late = df.copy()
+    late.loc["2023-05-08", "close"] = np.nan      # after end: not in the used range
+    late.to_csv(late_dir / "SYM001.csv")
+    kw = {**TINY, "assets": ["SYM000", "SYM001"], "impl": impl}
+    with pytest.raises(ValueError, match=r"SYM001: row \d+ \(2019-05-06\): NaN"):
+        wf.run(source=nan_dir, **kw)
+    with pytest.raises(ValueError, match=r"SYM001: gap in the data: \d+ calendar days"):
+        wf.run(source=gap_dir, **kw)
+    assert wf.run(source=late_dir, **kw).n_folds == 4
+
+
+# ------------------------------------------------------------------ outputs and Ctrl-C
+def test_outputs_are_written_when_the_run_completes(tmp_path):
+    res = wf.run(output_dir=tmp_path, **TINY)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(wf.OUTPUT_FILES)
+    fm = pd.read_parquet(tmp_path / "fold_metrics.parquet")
+    assert len(fm) == 8 and {"fold", "asset", "test_start", "sharpe"} <= set(fm.columns)
+    assert len(pd.read_parquet(tmp_path / "oos_bars.parquet")) == len(res.bars) == 8 * 60
+    assert list(res.equity.columns) == ["SYM000", "SYM001"] and len(res.equity) == 240
+
+
+def test_overlapping_test_windows_are_stitched_once():
+    res = wf.run(**{**TINY, "test_length": 90})
+    assert res.equity.index.is_unique and len(res.equity) == 3 * 60 + 90
+
+
+@pytest.mark.parametrize("impl,backend", [("fast", "sequential"), ("fast", "threads"),
+                                          ("reference", "sequential")])
+def test_interrupt_inside_a_task_leaves_no_outputs(monkeypatch, tmp_path, impl, backend):
+    calls = {"n": 0}
+    target = (fast, "fit_predict") if impl == "fast" else \
+        (sys.modules["qbt_lib.walkforward.reference"], "features_pandas")
+    original = getattr(*target)
+
+    def interrupted(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(*a, **k)
+
+    monkeypatch.setattr(*target, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        wf.run(impl=impl, backend=backend, n_jobs=2, output_dir=tmp_path / "out", **TINY)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_interrupt_while_caching_leaves_no_partial_cache(monkeypatch, source_dir, tmp_path):
+    monkeypatch.setenv("QBT_CACHE_DIR", str(tmp_path / "cache"))
+    calls = {"n": 0}
+    original = fast._to_long
+
+    def interrupted(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:                 # the 2nd Parquet file of the cache
+            raise KeyboardInterrupt
+        return original(*a, **k)
+
+    monkeypatch.setattr(fast, "_to_long", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        wf.run(source=source_dir, **{**TINY, "assets": ["SYM000", "SYM001"]})
+    assert list((tmp_path / "cache" / "walkforward").iterdir()) == []
+    monkeypatch.setattr(fast, "_to_long", original)
+    res = wf.run(source=source_dir, **{**TINY, "assets": ["SYM000", "SYM001"]})
+    assert not res.timings["cache_hit"]
+    assert wf.run(source=source_dir, **{**TINY, "assets": ["SYM000", "SYM001"]}
+                  ).timings["cache_hit"]
+
+
+def test_ctrl_c_stops_loky_workers_and_leaves_no_outputs(tmp_path):
+    """SIGINT to a run with 2 loky workers: KeyboardInterrupt, workers gone, no files."""
+    psutil = pytest.importorskip("psutil")
+    out = tmp_path / "out"
+    script = (
+        "import sys\n"
+        "from qbt_lib import walkforward as wf\n"
+        "print('running', flush=True)\n"
+        "wf.run(assets=2, start='2015-01-01', end='2020-12-31', model='random_forest',\n"
+        "       n_estimators=400, n_jobs=2, backend='loky', output_dir=sys.argv[1],\n"
+        "       progress=False)\n"
+        "print('finished', flush=True)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "running"
+        deadline = time.monotonic() + 60
+        workers = []
+        while time.monotonic() < deadline and len(workers) < 2:   # wait for the pool
+            time.sleep(0.5)
+            workers = [c for c in psutil.Process(proc.pid).children(recursive=True)
+                       if "loky" in " ".join(c.cmdline())]
+        assert workers, "the loky workers never started"
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    gone, alive = psutil.wait_procs(workers, timeout=15)
+    assert not alive, f"workers still running: {alive}"
+    assert not out.exists() or not any(out.iterdir())

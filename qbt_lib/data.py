@@ -15,8 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -383,19 +381,11 @@ class PriceStore:
         root = Path(root) if root is not None else paths.cache_dir() / "pricestore"
         root.mkdir(parents=True, exist_ok=True)
         final = root / key
-        if not (final / "meta.json").exists():
-            tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
-            try:
+        with paths.atomic_dir(final) as tmp:
+            if tmp is not None:
                 np.save(tmp / "dates.npy", dates.asi8)
                 for fld in fields:
                     np.save(tmp / f"{fld}.npy", mats[fld])
                 (tmp / "meta.json").write_text(json.dumps(
                     {"symbols": symbols, "fields": list(fields), "key": key}))
-                try:
-                    os.rename(tmp, final)
-                except OSError:  # another process finished the same store first
-                    shutil.rmtree(tmp, ignore_errors=True)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
         return cls(final)

@@ -82,7 +82,7 @@ def dask_client(scheduler: str | None = "local", n_workers: int = 2):
                              "distributed.Client; pass scheduler='local' or an address") from None
     if scheduler == "local":
         with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
+                          dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
                 Client(cluster) as client:
             yield client
     else:

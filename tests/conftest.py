@@ -15,7 +15,7 @@ def dask_address():
     """Address of a 2-worker-process ``dask.distributed`` LocalCluster for the session."""
     distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=logging.ERROR)
+                                       dashboard_address=":0", silence_logs=logging.ERROR)
     try:
         yield cluster.scheduler_address
     finally:

@@ -21,8 +21,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
@@ -137,22 +135,14 @@ class SampleSpace:
         root = Path(root) if root is not None else paths.cache_dir() / "synth"
         root.mkdir(parents=True, exist_ok=True)
         final = root / key
-        if not (final / "meta.json").exists():
-            tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
-            try:
+        with paths.atomic_dir(final) as tmp:
+            if tmp is not None:
                 arrays = _key_tables(prices, lens, dates, lookback, horizon)
                 for name in _ARRAYS:
                     np.save(tmp / f"{name}.npy", arrays[name])
                 (tmp / "meta.json").write_text(json.dumps(
                     {"symbols": symbols, "lookback": lookback, "horizon": horizon,
                      "key": key}))
-                try:
-                    os.rename(tmp, final)
-                except OSError:  # another process built the same space first
-                    shutil.rmtree(tmp, ignore_errors=True)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
         return cls(final)
 
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -172,23 +170,13 @@ def synthetic_source_dir() -> Path:
     """Write the synthetic universe's CSV files once (atomic rename) and return the folder."""
     root = paths.OUTPUTS / "data" / "walkforward"
     final = root / f"synthetic-{SYNTHETIC_SEED}-{SYNTHETIC_BARS}"
-    if (final / ".complete").exists():
-        return final
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".synthetic-", dir=root))
-    try:
-        frames = synthetic_market(list(SYNTHETIC_SYMBOLS), n_bars=SYNTHETIC_BARS,
-                                  seed=SYNTHETIC_SEED, start=SYNTHETIC_START)
-        for sym, df in frames.items():
-            df.to_csv(tmp / f"{sym}.csv", index_label="date", float_format="%.10g")
-        (tmp / ".complete").write_text("ok")
-        try:
-            os.rename(tmp, final)
-        except OSError:  # another process wrote the same universe first
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with paths.atomic_dir(final) as tmp:
+        if tmp is not None:
+            frames = synthetic_market(list(SYNTHETIC_SYMBOLS), n_bars=SYNTHETIC_BARS,
+                                      seed=SYNTHETIC_SEED, start=SYNTHETIC_START)
+            for sym, df in frames.items():
+                df.to_csv(tmp / f"{sym}.csv", index_label="date", float_format="%.10g")
+            (tmp / ".complete").write_text("ok")
     return final
 
 

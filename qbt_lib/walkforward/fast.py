@@ -22,8 +22,6 @@ import dataclasses
 import functools
 import hashlib
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -100,19 +98,12 @@ def _compute(cfg: WalkForwardConfig) -> dict[str, pd.DataFrame]:
     return out
 
 
-def _write_cache(final: Path, key: str, frames: dict[str, pd.DataFrame]) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=final.parent))
-    try:
-        _to_long(frames, OHLCV).to_parquet(tmp / "ohlcv.parquet", index=False)
-        _to_long(frames, (*FEATURES, "target")).to_parquet(tmp / "features.parquet",
-                                                            index=False)
-        try:
-            os.rename(tmp, final)
-        except OSError:              # another run cached the same source first
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def _write_cache(final: Path, frames: dict[str, pd.DataFrame]) -> None:
+    with paths.atomic_dir(final) as tmp:
+        if tmp is not None:  # None: another run cached the same source first
+            _to_long(frames, OHLCV).to_parquet(tmp / "ohlcv.parquet", index=False)
+            _to_long(frames, (*FEATURES, "target")).to_parquet(tmp / "features.parquet",
+                                                                index=False)
 
 
 def _read_cache(final: Path, assets) -> dict[str, pd.DataFrame]:
@@ -141,7 +132,7 @@ def load_panel(cfg: WalkForwardConfig) -> Panel:
     if store is None:
         frames = _read_cache(final, cfg.assets) if hit else _compute(cfg)
         if not hit:
-            _write_cache(final, key, frames)
+            _write_cache(final, frames)
         store = PriceStore.build(frames, fields=STORE_FIELDS)
         tmp = final / f".store.txt.{os.getpid()}"
         tmp.write_text(str(store.path))

@@ -1,0 +1,323 @@
+"""``python -m qbt_lib.bench straddles [--quick]``: the seed's workload and the large one.
+
+1. The seed's workload, one core: 2,304 straddles of one asset (24 years x 12 months x 8),
+   the reference vs NumPy vs Numba, each from the price data to the rows delivered as a
+   table (the reference's native output: one Python list per row, as the original).
+2. The valuation kernel alone, for its bandwidth (bytes of rows written per second vs the
+   measured copy bandwidth).
+3. >= 1,000,000 straddles in memory (every row valued with all greeks, per-worker buffers
+   reused, the summary kept), n_jobs 1 vs all cores, threads and loky.
+4. The same straddles streamed to a Parquet dataset vs pyarrow's raw write of the same
+   chunk tables (same writer settings, compute not timed).
+5. The seed's pitfall: a process pool handed the pickled prices dict vs one thread.
+6. On a GPU: the CuPy kernels in device memory vs the CPU rows.
+"""
+from __future__ import annotations
+
+import gc
+import multiprocessing as mp
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from .. import paths
+from ..device import gpu_available
+from ..parallel import available_cores, chunk_bounds
+from . import (DEFAULT_CHUNK, PARQUET_OPTIONS, backtest, build_schedule, core,
+               load_market, reference)
+from .schedule import asset_days
+
+SEED_STRADDLES = 2304          # 24 years x 12 months x 8 per month, one asset
+SEED_SINGLE_S = 0.73           # what the original measured single-threaded
+SEED_2WORKERS_S = 9.38         # ... and with a 2-process pool
+
+
+def _scratch_dir(expected_bytes: float) -> Path:
+    """Where the Parquet cases write: ``QBT_BENCH_TMP``, else tmpfs (``/dev/shm``) when it
+    and the free memory hold the dataset with room to spare, else ``outputs/bench-tmp``.
+    On tmpfs the comparison measures the encoder (what the target is about), not how fast
+    a shared disk absorbs 5 GB of dirty pages."""
+    env = os.environ.get("QBT_BENCH_TMP")
+    root = Path(env) if env else paths.OUTPUTS / "bench-tmp"
+    shm = Path("/dev/shm")
+    if not env and shm.is_dir():
+        import psutil
+        free = min(shutil.disk_usage(shm).free, psutil.virtual_memory().available)
+        if free > 3 * expected_bytes:
+            root = shm / "qbt-bench"
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="straddles-", dir=root))
+
+
+def _per_straddle(case: dict, straddles: int) -> dict:
+    case["straddles"] = straddles
+    case["straddles_per_s"] = straddles / case["seconds"] if case["seconds"] > 0 else None
+    return case
+
+
+# --------------------------------------------------------------------------- the pitfall
+_W: dict = {}
+
+
+def _pitfall_init(prices: dict) -> None:
+    """The original's ``init_worker``: every worker process receives the whole dict."""
+    _W["prices"] = prices
+    _W["cal"] = {}
+
+
+def _pitfall_task(task):
+    asset, y, m, i, sid, tenor = task
+    prices = _W["prices"]
+    if asset not in _W["cal"]:
+        cal = reference.asset_calendar(prices, asset)
+        md: dict = {}
+        for pos, d in enumerate(cal):
+            md.setdefault((int(d[:4]), int(d[5:7])), []).append(pos)
+        _W["cal"][asset] = (cal, md)
+    cal, md = _W["cal"][asset]
+    rows, _, _ = reference.straddle_rows(prices, asset, y, m, i, sid, cal, md, tenor, 0.0,
+                                         1.0, True)
+    return rows or []
+
+
+def _pitfall_pool(prices: dict, tasks: list, workers: int) -> int:
+    # spawn: the start method of macOS/Windows (and forkserver, Linux's default from Python
+    # 3.14, pickles initargs the same way); fork would share the dict copy-on-write
+    ctx = mp.get_context("spawn")
+    n = 0
+    with ctx.Pool(workers, initializer=_pitfall_init, initargs=(prices,)) as pool:
+        for rows in pool.imap_unordered(_pitfall_task, tasks):
+            n += len(rows)
+    return n
+
+
+def _pitfall_one_thread(prices: dict, tasks: list) -> int:
+    _pitfall_init(prices)
+    return sum(len(_pitfall_task(t)) for t in tasks)
+
+
+# --------------------------------------------------------------------------- the run
+def run(bench) -> None:
+    quick = bench.quick
+    cores = available_cores()
+    tenor, per_month = 63, 8
+    print(f"  cores: {cores}; quick: {quick}", flush=True)
+
+    # ---- 1. the seed's workload on one core ------------------------------------------
+    store, assets = load_market("synthetic", assets=8, start_year=2001, end_year=2024,
+                                tenor=tenor)
+    a0 = assets[:1]
+    sched1 = build_schedule(store, a0, 2001, 2024, per_month, tenor)
+    n1, rows1 = len(sched1), sched1.straddle_days
+    assert n1 == SEED_STRADDLES
+    prices = reference.build_prices_dict(store, a0)
+    ref = bench.measure(
+        "seed 2,304: reference (rows as lists)",
+        lambda: reference.run(prices, a0, 2001, 2024, per_month, tenor, 0.0, 1.0, True),
+        impl="reference", size=rows1, unit="straddle-days", repeats=1 if quick else 3,
+        warmup=0)
+    _per_straddle(ref, n1)
+    ref_rows = ref.pop("_result")
+    from . import reference_tables
+    conv = bench.measure("seed 2,304: reference lists -> table",
+                         lambda: reference_tables(ref_rows, a0), impl="reference",
+                         size=rows1, unit="straddle-days", repeats=1, warmup=0)
+    conv.pop("_result", None)
+    del ref_rows
+    fast = {}
+    for impl in ("numpy", "numba") + (("cupy",) if gpu_available() else ()):
+        c = bench.measure(
+            f"seed 2,304: {impl} -> Arrow table",
+            lambda impl=impl: backtest(store, build_schedule(store, a0, 2001, 2024,
+                                                             per_month, tenor),
+                                       impl=impl, n_jobs=1, progress=False),
+            impl=impl, size=rows1, unit="straddle-days", repeats=20 if impl == "numba" else 5,
+            warmup=2, nbytes=rows1 * core.ROW_BYTES)
+        c.pop("_result", None)
+        fast[impl] = _per_straddle(c, n1)
+    bench.ratio("seed 2,304 one core: numba / reference", fast["numba"], ref, target=100)
+    bench.ratio("seed 2,304 one core: numpy / reference", fast["numpy"], ref)
+    bench.note("seed_reference_seconds_original", SEED_SINGLE_S)
+
+    # ---- 2. the valuation kernel alone (bandwidth) -----------------------------------
+    from .nb import value_chunk_numba
+    sched8 = build_schedule(store, assets, 2001, 2024, per_month, tenor)
+    price, vol, dates_ns, start = asset_days(store, sched8)
+    out = core.empty_rows(sched8.straddle_days)
+    tables = core.day_tables(tenor, 0.0)
+    kern = bench.measure(
+        "kernel: numba, 18,432 straddles, 1 core",
+        lambda: value_chunk_numba(price, vol, dates_ns, start, sched8, 0.0, 1.0, True, tables,
+                                  out),
+        impl="numba", size=sched8.straddle_days, unit="straddle-days", repeats=5, warmup=1,
+        nbytes=sched8.straddle_days * core.ROW_BYTES, bytes_per_row=core.ROW_BYTES)
+    kern.pop("_result", None)
+    _per_straddle(kern, len(sched8))
+    del out
+
+    # ---- 3. >= 1M straddles in memory --------------------------------------------------
+    n_assets = 44 if quick else 435           # 435 x 2,304 = 1,002,240 straddles
+    big_store, big_assets = load_market("synthetic", assets=n_assets, start_year=2001,
+                                        end_year=2024, tenor=tenor)
+    big = build_schedule(big_store, big_assets, 2001, 2024, per_month, tenor)
+    nb_, rows_b = len(big), big.straddle_days
+    print(f"  large: {nb_:,} straddles, {rows_b:,} straddle-days", flush=True)
+    jobs = sorted({1, cores} | {j for j in (2, 4, 8, 16) if j <= cores})
+    curve = {}
+    for impl in ("numba", "numpy"):
+        for nj in (jobs if impl == "numba" else [1, cores]):
+            c = bench.measure(
+                f"large: {impl} in memory, n_jobs={nj}",
+                lambda impl=impl, nj=nj: backtest(big_store, big, impl=impl, n_jobs=nj,
+                                                  backend="threads", output="summary",
+                                                  progress=False),
+                impl=impl, size=rows_b, unit="straddle-days", n_jobs=nj, backend="threads",
+                repeats=3 if impl == "numba" else 1, warmup=1,
+                max_seconds=20, nbytes=rows_b * core.ROW_BYTES)
+            c.pop("_result", None)
+            _per_straddle(c, nb_)
+            if impl == "numba":
+                curve[nj] = c
+    c = bench.measure(
+        f"large: numba in memory, loky n_jobs={cores}",
+        lambda: backtest(big_store, big, impl="numba", n_jobs=cores, backend="loky",
+                         output="summary", progress=False),
+        impl="numba", size=rows_b, unit="straddle-days", n_jobs=cores, backend="loky",
+        repeats=2, warmup=1, max_seconds=20)
+    c.pop("_result", None)
+    _per_straddle(c, nb_)
+    best = curve[cores]
+    for nj, case in curve.items():
+        if nj > 1:
+            eff = case["throughput"] / (nj * curve[1]["throughput"])
+            bench.note(f"parallel_efficiency_1_to_{nj}", eff)
+    if cores >= 2:
+        eff2 = curve[2]["throughput"] / (2 * curve[1]["throughput"])
+        bench.ratios.append({"name": "parallel efficiency 1 -> 2 workers (numba)",
+                             "value": eff2, "num": curve[2]["name"], "den": curve[1]["name"],
+                             "target": 0.8, "ok": bool(eff2 >= 0.8)})
+        print(f"  parallel efficiency 1 -> 2 workers: {eff2:.2f} (target >= 0.8)")
+    bench.note("large_in_memory_straddle_days_per_s", best["throughput"])
+    bench.note("large_target_straddle_days_per_s", 20e6)
+
+    # ---- 4. streaming to Parquet vs pyarrow's raw write ------------------------------
+    n_pq = big if not quick else big.take(0, 50_000)
+    rows_pq = n_pq.straddle_days
+    bounds = chunk_bounds(len(n_pq), DEFAULT_CHUNK)
+    scratch = _scratch_dir(rows_pq * 90)   # ~83 bytes per row on disk
+    bench.note("parquet_dir", "tmpfs" if str(scratch).startswith("/dev/shm") else "disk")
+    try:
+        raw_dir = scratch / "raw"
+        raw_dir.mkdir()
+        write_s, nbytes_in = 0.0, 0
+        for c_, (lo, hi) in enumerate(bounds):   # compute each chunk untimed, time the write
+            t = backtest(big_store, n_pq.take(lo, hi), impl="numba", progress=False).rows
+            nbytes_in += t.nbytes
+            gc.collect()
+            t0 = time.perf_counter()
+            pq.write_table(t, raw_dir / f"part-{c_:06d}.parquet", **PARQUET_OPTIONS)
+            write_s += time.perf_counter() - t0
+            del t
+        size_on_disk = sum(f.stat().st_size for f in raw_dir.iterdir())
+        shutil.rmtree(raw_dir)
+        os.sync()
+        raw = bench.add_case(f"parquet: pyarrow raw write ({len(n_pq):,} straddles)", write_s,
+                             impl="pyarrow", size=rows_pq, unit="straddle-days",
+                             GBps=nbytes_in / write_s / 1e9, table_bytes=nbytes_in,
+                             file_bytes=size_on_disk)
+        _per_straddle(raw, len(n_pq))
+        for nj in sorted({1, cores}):
+            target = scratch / f"stream-{nj}"
+            c = bench.measure(
+                f"parquet: streamed, numba n_jobs={nj}",
+                lambda nj=nj, target=target: backtest(big_store, n_pq, impl="numba",
+                                                      n_jobs=nj, backend="threads",
+                                                      output="parquet", path=target,
+                                                      progress=False),
+                impl="numba", size=rows_pq, unit="straddle-days", n_jobs=nj,
+                backend="threads", repeats=1, warmup=0, nbytes=nbytes_in)
+            c.pop("_result", None)
+            _per_straddle(c, len(n_pq))
+            c["table_bytes"] = nbytes_in
+            shutil.rmtree(target, ignore_errors=True)
+            os.sync()
+            bench.ratio(f"parquet streamed n_jobs={nj} / raw pyarrow write", c, raw,
+                        target=0.8)
+        bench.note("parquet_settings", {k: str(v) for k, v in PARQUET_OPTIONS.items()})
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        try:
+            scratch.parent.rmdir()  # the tmpfs/outputs root, when nothing else is in it
+        except OSError:
+            pass
+
+    # ---- 5. the seed's pitfall -------------------------------------------------------
+    n_dict = 16 if quick else 128
+    years = (2024, 2024) if quick else (2001, 2024)
+    pit_prices = reference.build_prices_dict(big_store, big_assets[:n_dict])
+    tasks = [(big_assets[0], y, m, i, 0, tenor) for y in range(years[0], years[1] + 1)
+             for m in range(1, 13) for i in range(per_month)]
+    import pickle
+    dict_mb = len(pickle.dumps(pit_prices, protocol=pickle.HIGHEST_PROTOCOL)) / 2**20
+    one = bench.measure(f"pitfall: one thread, {len(tasks)} straddles",
+                        lambda: _pitfall_one_thread(pit_prices, tasks), impl="reference",
+                        size=len(tasks), unit="straddles", repeats=1, warmup=0)
+    one.pop("_result", None)
+    workers = max(2, cores)
+    pool = bench.measure(f"pitfall: {workers}-process pool, pickled dict",
+                         lambda: _pitfall_pool(pit_prices, tasks, workers), impl="reference",
+                         size=len(tasks), unit="straddles", n_jobs=workers,
+                         backend="mp-spawn", repeats=1, warmup=0,
+                         dict_entries=len(pit_prices), dict_pickle_mb=dict_mb)
+    pool.pop("_result", None)
+    bench.ratio("pitfall: one thread / process pool (original: 12.8x)", one, pool)
+    bench.note("pitfall_dict", {"entries": len(pit_prices), "pickle_MiB": round(dict_mb, 1),
+                                "original": "8M entries, 392 MB; 0.73 s one thread vs "
+                                            "9.38 s with 2 workers"})
+    del pit_prices
+
+    # ---- 6. GPU -----------------------------------------------------------------------
+    gpu_line = "n/a (no GPU on this machine)"
+    if gpu_available():
+        from .gpu import device_throughput, value_chunk_gpu
+        p, v, _, s = asset_days(big_store, big)
+        r = device_throughput(p, v, s, tenor)
+        bench.add_case(f"gpu: cupy kernels in device memory ({nb_:,} straddles)",
+                       r["value_seconds"], impl="cupy", size=r["rows"], unit="straddle-days",
+                       device="gpu", with_pnl_seconds=r["all_seconds"],
+                       GBps=r["bytes_written_value"] / r["value_seconds"] / 1e9)
+        part = big.take(0, min(len(big), 20_000))
+        pp, vv, dd, ss = asset_days(big_store, part)
+        tab = core.day_tables(tenor, 0.0)
+        o_gpu, o_cpu = core.empty_rows(part.straddle_days), core.empty_rows(part.straddle_days)
+        value_chunk_gpu(pp, vv, dd, ss, part, 0.0, 1.0, True, tab, o_gpu)
+        from .nb import value_chunk_numba as vcn
+        vcn(pp, vv, dd, ss, part, 0.0, 1.0, True, tab, o_cpu)
+        worst = core.max_rel_diff(o_gpu, o_cpu)
+        bench.note("gpu_vs_cpu_max_rel_diff", worst)
+        bench.note("gpu_valuations_per_s", r["valuations_per_s"])
+        gpu_line = (f"{r['valuations_per_s'] / 1e9:.2f}G straddle-day valuations/s in device "
+                    f"memory (target 1G); max rel diff vs CPU {worst:.1e} (target 1e-12)")
+    bench.note("gpu", gpu_line)
+
+    # ---- headline ----------------------------------------------------------------------
+    speed = fast["numba"]["throughput"] / ref["throughput"]
+    bench.headline.update({
+        "throughput": f"{best['throughput'] / 1e6:.1f}M straddle-days/s in memory, all "
+                      f"greeks, {cores} workers ({best['straddles_per_s'] / 1e3:.0f}k "
+                      f"straddles/s); {curve[1]['throughput'] / 1e6:.1f}M on one core",
+        "speedup_vs_reference": f"{speed:.0f}x at 2,304 straddles, one core",
+        "parallel_efficiency": (f"{curve[2]['throughput'] / (2 * curve[1]['throughput']):.0%}"
+                                " 1->2 workers" if cores >= 2 else "n/a (1 core)"),
+        "gpu": gpu_line,
+    })
+    print("\n  straddles/s:")
+    for c in bench.cases:
+        if c.get("straddles_per_s"):
+            print(f"    {c['name']:<52s} {c['straddles_per_s']:>14,.0f} straddles/s"
+                  f"  {c['throughput']:>14,.0f} {c['unit']}/s")

@@ -131,7 +131,9 @@ def _to_ohlcv(df: pd.DataFrame, source: str) -> pd.DataFrame:
     return out
 
 
-def _read_table(path: str | os.PathLike) -> tuple[pd.DataFrame, str]:
+def read_table(path: str | os.PathLike) -> tuple[pd.DataFrame, str]:
+    """Read a CSV or Parquet file into a raw DataFrame with clear errors for a missing or
+    empty file or an unknown type; returns ``(frame, source name for messages)``."""
     p = paths.resolve_input_path(path)
     src = str(path)
     if not p.exists():
@@ -155,7 +157,7 @@ def _read_table(path: str | os.PathLike) -> tuple[pd.DataFrame, str]:
 
 def load_ohlcv(path: str | os.PathLike, validate: bool = True) -> pd.DataFrame:
     """Load one symbol's daily OHLCV from CSV (Yahoo-style headers, any case) or Parquet."""
-    raw, src = _read_table(path)
+    raw, src = read_table(path)
     df = _to_ohlcv(_normalize_frame(raw, src), src)
     if validate:
         validate_ohlcv(df, name=src)
@@ -171,7 +173,7 @@ def load_universe(path: str | os.PathLike, validate: bool = True) -> dict[str, p
         if not files:
             raise ValueError(f"{path}: the directory has no .csv or .parquet files")
         return {f.stem: load_ohlcv(f, validate=validate) for f in files}
-    raw, src = _read_table(path)
+    raw, src = read_table(path)
     df = _normalize_frame(raw, src)
     sym = next((c for c in df.columns if c in _SYMBOL_NAMES), None)
     if sym is None:

@@ -24,7 +24,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .. import data, paths
+from .. import data
 from ..params import as_float, as_int
 
 FIELDS = ("price", "vol")
@@ -62,27 +62,12 @@ def synthetic_frames(assets: int | Sequence[str] = 8, start_year: int = 2001,
 
 def file_frames(path: str | os.PathLike) -> dict[str, pd.DataFrame]:
     """A long table ``date, asset, price, vol`` (CSV or Parquet) as ``{asset: frame}``."""
-    p = paths.resolve_input_path(path)
-    src = str(path)
-    if not p.exists():
-        raise FileNotFoundError(f"data file not found: {src}")
-    suffix = p.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq") or p.is_dir():
-            raw = pd.read_parquet(p)
-        elif suffix in (".csv", ".txt", ".gz"):
-            raw = pd.read_csv(p)
-        else:
-            raise ValueError(f"{src}: unknown file type {suffix!r} (use .csv or .parquet)")
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{src}: the file is empty") from None
+    raw, src = data.read_table(path)
     raw.columns = [str(c).strip().lower() for c in raw.columns]
     missing = [c for c in ("date", "asset", "price", "vol") if c not in raw.columns]
     if missing:
         raise ValueError(f"{src}: missing column(s) {missing}; has {list(raw.columns)} "
                          "(expected date, asset, price, vol)")
-    if len(raw) == 0:
-        raise ValueError(f"{src}: the file has a header but no rows")
     try:
         dates = pd.to_datetime(raw["date"])
     except (ValueError, TypeError) as e:

@@ -137,6 +137,19 @@ def imap(func: Callable[[Any], Any], tasks: Iterable[Any], *, backend: str = "lo
                 yield func(t)
                 bar.update(1)
             return
+        if backend == "threads":
+            # A plain thread pool: joblib's threading backend added ~15 ms of dispatch per
+            # 30 short tasks (marketsim: 1.66x -> 1.75x on 2 cores). On an error or Ctrl-C the
+            # queued tasks are cancelled; running ones finish (threads cannot be killed).
+            from concurrent.futures import ThreadPoolExecutor
+            ex = ThreadPoolExecutor(max_workers=n, thread_name_prefix="qbt")
+            try:
+                for r in ex.map(func, tasks):
+                    yield r
+                    bar.update(1)
+            finally:
+                ex.shutdown(wait=True, cancel_futures=True)
+            return
         from joblib import Parallel, delayed, parallel_backend
 
         if backend == "dask":
@@ -146,8 +159,7 @@ def imap(func: Callable[[Any], Any], tasks: Iterable[Any], *, backend: str = "lo
                         yield r
                         bar.update(1)
             return
-        jb = "threading" if backend == "threads" else "loky"
-        for r in Parallel(n_jobs=n, backend=jb, return_as="generator")(
+        for r in Parallel(n_jobs=n, backend="loky", return_as="generator")(
                 delayed(func)(t) for t in tasks):
             yield r
             bar.update(1)

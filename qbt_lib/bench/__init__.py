@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import paths
+from ..parallel import available_cores, resolve_n_jobs
 from ..machine import copy_bandwidth, machine_info, peak_rss_mb, peak_rss_reset, versions
 
 WORKLOADS = ("synth", "straddles", "walkforward", "waves", "marketsim")
@@ -78,7 +79,11 @@ class Bench:
         self.ratios: list[dict] = []
         self.notes: dict[str, Any] = {}
         self.headline: dict[str, Any] = {}
+        # single-threaded and all-core copy bandwidth: a case's bandwidth fraction is taken
+        # against the one that matches its worker count
         self.copy_GBps = copy_bandwidth() if measure_bandwidth else None
+        self.copy_GBps_all = (copy_bandwidth(threads=available_cores())
+                              if measure_bandwidth else None)
         self.started = time.perf_counter()
 
     def measure(self, name: str, fn: Callable[[], Any], *, impl: str, size: float,
@@ -101,14 +106,21 @@ class Bench:
                 "peak_rss_mb": peak_rss_mb()}
         if nbytes is not None and med > 0:
             case["GBps"] = nbytes / med / 1e9
-            if self.copy_GBps:
-                case["bw_fraction"] = case["GBps"] / self.copy_GBps
+            frac = self.bw_fraction(case["GBps"], n_jobs)
+            if frac is not None:
+                case["bw_fraction"] = frac
         case.update(extra)
         self.cases.append(case)
         print(f"  {name:<44s} {med:10.4f} s  {_fmt(case['throughput']):>9s} {unit}/s"
               + (f"  {case['GBps']:.2f} GB/s" if "GBps" in case else ""), flush=True)
         case["_result"] = result
         return case
+
+    def bw_fraction(self, GBps: float, n_jobs: Any = 1) -> float | None:
+        """``GBps`` as a fraction of the copy bandwidth measured with as many threads as the
+        case used workers (one thread, or all cores)."""
+        ref_bw = self.copy_GBps if _workers(n_jobs) <= 1 else self.copy_GBps_all
+        return GBps / ref_bw if ref_bw else None
 
     def add_case(self, name: str, seconds: float, *, impl: str, size: float,
                  unit: str = "items", **extra: Any) -> dict:
@@ -151,6 +163,7 @@ class Bench:
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "wall_seconds": time.perf_counter() - self.started,
             "machine": machine_info(), "versions": versions(), "copy_GBps": self.copy_GBps,
+            "copy_GBps_all": self.copy_GBps_all,
             "cases": [{k: v for k, v in c.items() if not k.startswith("_")} for c in self.cases],
             "ratios": self.ratios, "headline": self.headline, "notes": self.notes,
         }
@@ -159,7 +172,8 @@ class Bench:
         d = self.to_dict()
         m = d["machine"]
         print(f"\n{self.workload}: {m['cores']} cores, {m['cpu']}, GPU: {m['gpu'] or 'none'}; "
-              f"copy bandwidth {self.copy_GBps or 0:.1f} GB/s")
+              f"copy bandwidth {self.copy_GBps or 0:.1f} GB/s (1 thread), "
+              f"{self.copy_GBps_all or 0:.1f} GB/s ({m['cores']} threads)")
         print(format_table(d))
         if not write:
             return None
@@ -170,6 +184,13 @@ class Bench:
         tmp.replace(p)
         print(f"wrote {p}")
         return p
+
+
+def _workers(n_jobs: Any) -> int:
+    try:
+        return resolve_n_jobs(n_jobs)
+    except (ValueError, TypeError):
+        return 1
 
 
 def _json_default(o: Any) -> Any:

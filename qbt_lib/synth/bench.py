@@ -310,8 +310,8 @@ def _paired(bench: Bench, a: tuple, b: tuple, *, size: int, nbytes: int, n_jobs:
         c = bench.add_case(name, med, impl=impl, size=size, unit="samples", n_jobs=n_jobs,
                            backend="threads", times=times[i], file_bytes=out[i],
                            GBps=nbytes / med / 1e9)
-        if bench.copy_GBps:
-            c["bw_fraction"] = c["GBps"] / bench.copy_GBps
+        if bench.bw_fraction(c["GBps"], n_jobs) is not None:
+            c["bw_fraction"] = bench.bw_fraction(c["GBps"], n_jobs)
         cases.append(c)
     return cases[0], cases[1]
 

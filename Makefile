@@ -24,7 +24,7 @@ report: env ## run every workload notebook at its small default and render outpu
 	$(BIN)/python -m qbt_lib.report all
 
 test: env ## the whole suite: pytest + nbval over the golden executed notebooks
-	$(BIN)/python -m pytest tests --nbval --nbval-current-env \
+	QBT_PROGRESS=0 $(BIN)/python -m pytest tests --nbval --nbval-current-env \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=600
 
 golden: env ## re-execute the golden notebooks (tests/golden) at tiny parameters

@@ -29,6 +29,13 @@ BACKENDS = ("sequential", "threads", "loky", "dask")
 DEFAULT_MIN_PARALLEL_COST = 0
 
 
+def progress_default() -> bool:
+    """Whether long jobs show a progress bar when the caller does not say: yes, unless
+    ``QBT_PROGRESS=0`` (set for headless runs -- the report and the golden notebooks -- where a
+    bar is only noise in the saved output)."""
+    return os.environ.get("QBT_PROGRESS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def available_cores() -> int:
     """Cores this process may run on (affinity-aware, so it is right inside containers)."""
     try:
@@ -99,7 +106,8 @@ def pmap(func: Callable[[Any], Any], tasks: Iterable[Any], *, backend: str = "lo
 
     Runs sequentially when ``backend="sequential"``, ``n_jobs == 1``, there is one task, or
     ``cost`` (the caller's estimate of the work, e.g. samples) is below ``min_parallel_cost``.
-    ``progress`` shows a tqdm bar (default: on when there are more than 4 tasks).
+    ``progress`` shows a tqdm bar (default: on when there are more than 4 tasks, unless the
+    environment says ``QBT_PROGRESS=0``).
     Ctrl-C stops the workers (joblib terminates its loky/dask tasks) and re-raises.
     """
     return list(imap(func, tasks, backend=backend, n_jobs=n_jobs, scheduler=scheduler,
@@ -129,7 +137,7 @@ def imap(func: Callable[[Any], Any], tasks: Iterable[Any], *, backend: str = "lo
 
     tasks = list(tasks) if not isinstance(tasks, Sequence) else tasks
     backend, n = effective_backend(backend, n_jobs, len(tasks), cost, min_parallel_cost)
-    show = (len(tasks) > 4) if progress is None else bool(progress)
+    show = (len(tasks) > 4 and progress_default()) if progress is None else bool(progress)
     bar = tqdm(total=len(tasks), desc=desc or "qbt", unit=unit, disable=not show, leave=False)
     try:
         if backend == "sequential":

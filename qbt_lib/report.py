@@ -94,6 +94,8 @@ def execute(name: str, size: str = "small", out: Path | None = None,
     out.parent.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     print(f"[{name}] executing at {size} ({params}) -> {_rel(out)}", flush=True)
+    # headless: no progress bars in the saved notebook (the kernel inherits the environment)
+    os.environ["QBT_PROGRESS"] = "0"
     pm.execute_notebook(str(src), str(out), parameters=params, kernel_name=KERNEL,
                         cwd=str(paths.NOTEBOOKS), progress_bar=False)
     print(f"[{name}] done in {time.perf_counter() - t:.1f} s", flush=True)

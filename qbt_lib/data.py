@@ -213,6 +213,31 @@ def sample_data(name: str = "sp500") -> pd.DataFrame:
     return df
 
 
+# --------------------------------------------------------------------------- writing
+def write_parquet_tables(out_dir: str | os.PathLike, tables: Mapping[str, pd.DataFrame]
+                         ) -> dict[str, Path]:
+    """Write ``{file name: frame}`` into ``out_dir`` as Parquet (index dropped): every file
+    goes to a temp name first and all are renamed only once all are written, so a failed or
+    interrupted write leaves no partial file. Returns ``{file name: path}``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = paths.resolve_output_dir(out_dir)
+    tmps: dict[str, Path] = {}
+    try:
+        for name, df in tables.items():
+            tmps[name] = out / f".{name}.tmp-{os.getpid()}"
+            pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmps[name])
+        written = {}
+        for name, tmp in tmps.items():
+            os.replace(tmp, out / name)
+            written[name] = out / name
+        return written
+    finally:
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
+
+
 # --------------------------------------------------------------------------- synthetic market
 def symbol_names(symbols: int | Sequence[str], prefix: str = "SYM") -> list[str]:
     """``symbols`` as names: a count gives ``SYM000, SYM001, ...``; a list is checked."""

@@ -5,6 +5,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -42,25 +43,46 @@ def resolve_input_path(path: str | os.PathLike) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_dir(final: str | os.PathLike) -> Iterator[Path | None]:
+def atomic_dir(final: str | os.PathLike, replace: bool = False) -> Iterator[Path | None]:
     """Build a directory at a temp path beside ``final`` and rename it into place when the
     block completes, so an interrupted or failed build leaves nothing behind.
 
-    Yields the temp directory, or ``None`` when ``final`` already exists (content-keyed
-    caches: another run built it). If another process renames first, its copy is kept.
+    ``replace=False`` (content-keyed caches): yields ``None`` when ``final`` already exists,
+    and if another process renames first, its copy is kept. ``replace=True`` (datasets): an
+    existing ``final`` is swapped out only once the new one is complete, so a failed run
+    keeps the previous dataset.
     """
     final = Path(final)
-    if final.exists():
+    if final.exists() and not replace:
         yield None
         return
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
         yield tmp
+    except BaseException:
+        _remove_tree(tmp)
+        raise
+    if not replace:
         try:
             os.rename(tmp, final)
         except OSError:  # another process finished the same directory first
             shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
+        return
+    old = None
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}-old-", dir=final.parent))
+        os.rename(final, old / final.name)
+    os.rename(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove_tree(tmp: Path) -> None:
+    """Remove ``tmp`` for good: a worker thread may still be finishing a file in it when the
+    error reaches us, so retry until it is gone (no file can appear once it is unlinked)."""
+    for attempt in range(50):
+        if not tmp.exists():
+            return
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        time.sleep(0.01 * attempt)

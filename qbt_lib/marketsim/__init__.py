@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .. import paths
+from ..data import write_parquet_tables
 from ..params import as_bool, as_float, as_int, as_list, one_of
 from .enums import (BARS_PER_YEAR, DEFAULT_FEES, DEFAULTS, METRICS, SERIES, STRATEGIES,
                     STRATEGY_ID, SYNTHETIC_YEARS, TRADING_DAYS)
@@ -464,20 +465,8 @@ def write_results(result: MarketSimResult, output_dir: Any, **metrics: Any) -> d
     frames = {"summary": result.table, "picks": result.picks.reset_index(),
               "ranking": result.ranking, "simulations": result.simulations,
               "forecasts": result.forecasts}
-    tmp: dict[str, Path] = {}
-    try:
-        for name, df in frames.items():
-            p = out / f".{name}.parquet.tmp"
-            df.to_parquet(p, index=False)
-            tmp[name] = p
-    except BaseException:
-        for p in tmp.values():
-            p.unlink(missing_ok=True)
-        raise
-    final = {}
-    for name, p in tmp.items():
-        final[name] = out / f"{name}.parquet"
-        os.replace(p, final[name])
+    written = write_parquet_tables(out, {f"{k}.parquet": v for k, v in frames.items()})
+    final = {name: written[f"{name}.parquet"] for name in frames}
     picks = {s: r["strategy"] for s, r in result.picks.iterrows()}
     final["metrics"] = write_metrics(out, "marketsim", result.params, picks=picks,
                                      ranking=list(result.ranking["symbol"]),

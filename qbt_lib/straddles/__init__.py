@@ -38,10 +38,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -315,7 +313,7 @@ def backtest(store: data.PriceStore, schedule: Schedule, *, rate: float = 0.0,
         if path is None:
             raise ValueError("output='parquet' needs path= (the dataset directory)")
         final = paths.resolve_output_dir(Path(path).parent) / Path(path).name
-        with _atomic_dir(final) as tmp:
+        with paths.atomic_dir(final, replace=True) as tmp:
             (tmp / "rows").mkdir()
             (tmp / "summary").mkdir()
             n = 0
@@ -363,33 +361,6 @@ def backtest(store: data.PriceStore, schedule: Schedule, *, rate: float = 0.0,
                     rows=rows_table(out, schedule.assets) if out is not None else None,
                     seconds=time.perf_counter() - t0,
                     _summary=summary_table(summ, schedule.assets))
-
-
-class _atomic_dir:
-    """A temp directory beside ``final`` that replaces ``final`` only when the block
-    completes; on any error (or Ctrl-C) it is removed and ``final`` is left untouched."""
-
-    def __init__(self, final: Path):
-        self.final = Path(final)
-
-    def __enter__(self) -> Path:
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.final.parent / f".{self.final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.tmp.mkdir()
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return False
-        old = None
-        if self.final.exists():
-            old = self.final.parent / f".{self.final.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(self.final, old)
-        os.rename(self.tmp, self.final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        return False
 
 
 # --------------------------------------------------------------------------- reference

@@ -40,7 +40,7 @@ from .. import parallel, paths
 from ..device import DEVICES, resolve_device
 from ..params import as_bool, as_float, as_int, as_list, one_of
 from .space import (ACTIONS, BLOCK, FIELDS, DrawConfig, Draws, SampleSpace)
-from .store import (FORMATS, AtomicDir, Batch, BatchLoader, PartStats, PartTask,
+from .store import (FORMATS, Batch, BatchLoader, PartStats, PartTask,
                     SynthDataset, write_part)
 from .xp import SAMPLE_COLUMNS
 
@@ -397,13 +397,13 @@ def write_dataset(path: str | os.PathLike, n: int, space: SampleSpace, cfg: Draw
             acc["eq"] += st.equity_sum
             acc["pos"] += st.position_sum
 
-    adir = AtomicDir(path)
     with contextlib.ExitStack() as stack:
         if eff_backend == "dask" and scheduler is not None:
             # one cluster (or connection) for both phases, not one per parallel map
             stack.enter_context(parallel.dask_client(scheduler, n_workers=eff_jobs))
             scheduler = None
-        tmp = stack.enter_context(adir)
+        # the dataset appears at ``path`` (replacing an old one) only when complete
+        tmp = stack.enter_context(paths.atomic_dir(path, replace=True))
         (tmp / table).mkdir()
         tasks = [PartTask(space, cfg, impl, table, c, a, b, str(tmp / table), fmt, compression)
                  for c, (a, b) in enumerate(chunks)]
@@ -436,7 +436,6 @@ def write_dataset(path: str | os.PathLike, n: int, space: SampleSpace, cfg: Draw
             "tables": ["samples", "windows"] if not materialize else ["rows"],
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        adir.commit()
     return WriteResult(path=Path(path), kind=meta["kind"], fmt=fmt, n=n,
                        seconds=time.perf_counter() - t0, nbytes=acc["nbytes"],
                        file_bytes=acc["file_bytes"],

@@ -19,10 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import threading
-import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
@@ -280,42 +277,6 @@ def write_part(task: PartTask) -> PartStats:
                      file_bytes=path.stat().st_size, key_counts=counts,
                      action_counts=actions, equity_hist=eq_h, position_hist=pos_h,
                      equity_sum=eq_sum, position_sum=pos_sum)
-
-
-# --------------------------------------------------------------------------- atomic directory
-class AtomicDir:
-    """A directory that appears at ``final`` only when complete.
-
-    Work happens in a hidden sibling temp dir; ``commit()`` swaps it in (an existing dataset
-    is replaced only then); an exception (or Ctrl-C) inside the ``with`` removes the temp dir,
-    so a failed run leaves no partial dataset and keeps the previous one."""
-
-    def __init__(self, final: str | os.PathLike):
-        self.final = Path(final)
-        self.tmp = self.final.parent / f".{self.final.name}-{uuid.uuid4().hex[:12]}.tmp"
-
-    def __enter__(self) -> Path:
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir()
-        return self.tmp
-
-    def commit(self) -> None:
-        old = None
-        if self.final.exists():
-            old = self.final.parent / f".{self.final.name}-{uuid.uuid4().hex[:12]}.old"
-            os.rename(self.final, old)
-        os.rename(self.tmp, self.final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-
-    def __exit__(self, et, ev, tb) -> None:
-        # A worker thread may still be finishing a part when the error reaches us: retry
-        # until the temp dir is really gone (new files cannot appear once it is unlinked).
-        for attempt in range(50):
-            if not self.tmp.exists():
-                return
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            time.sleep(0.01 * attempt)
 
 
 # --------------------------------------------------------------------------- reading

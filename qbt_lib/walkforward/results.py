@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .. import paths
+from ..data import write_parquet_tables
 from .config import BARS_PER_YEAR, FEATURES, METRICS, WalkForwardConfig
 
 OUTPUT_FILES = ("fold_metrics.parquet", "oos_bars.parquet")
@@ -46,22 +45,9 @@ class WalkForwardResult:
         """Write ``fold_metrics.parquet`` (timeline + metrics per fold and asset) and
         ``oos_bars.parquet`` (every test bar). Each file is written to a temp name and renamed,
         so an interrupted save leaves no partial file."""
-        out = paths.resolve_output_dir(output_dir)
         tables = {"fold_metrics.parquet": self.folds.merge(self.metrics, on=["fold", "asset"]),
                   "oos_bars.parquet": self.bars}
-        written, tmps = [], []
-        try:
-            for name, df in tables.items():
-                tmp = out / f".{name}.tmp"
-                tmps.append(tmp)
-                df.to_parquet(tmp, index=False)
-            for name, tmp in zip(tables, tmps):
-                os.replace(tmp, out / name)
-                written.append(out / name)
-        finally:
-            for tmp in tmps:
-                tmp.unlink(missing_ok=True)
-        return written
+        return list(write_parquet_tables(output_dir, tables).values())
 
 
 def _curve_metrics(pnl: pd.Series) -> dict:

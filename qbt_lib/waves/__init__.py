@@ -37,7 +37,8 @@ import numpy as np
 import pandas as pd
 
 from .. import data as _data
-from .. import parallel, paths
+from .. import parallel
+from ..data import write_parquet_tables
 from ..device import resolve_device
 from ..params import as_float, as_int, as_list, one_of
 from .enums import CHECKS, DIRECTIONS, N_CHECKS, RULE_SETS, SCORE_TERMS
@@ -551,22 +552,8 @@ def _top_k_rows(win: np.ndarray, score: np.ndarray, piv: np.ndarray, k: int) -> 
 def write_patterns(patterns: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write the patterns as Parquet, atomically: a temp file renamed when complete, so a
     failed or interrupted write leaves no partial file."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     p = Path(path)
-    if not p.is_absolute():
-        p = paths.resolve_output_dir(p.parent) / p.name
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    try:
-        table = pa.Table.from_pandas(patterns, preserve_index=False)
-        pq.write_table(table, tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return p
+    return write_parquet_tables(p.parent, {p.name: patterns})[p.name]
 
 
 # --------------------------------------------------------------------------- before/after

@@ -54,8 +54,8 @@ from ..device import resolve_device
 from ..params import as_bool, as_float, as_int, one_of
 from . import core
 from .core import ROW_COLUMNS, SIDES, compare_rows, day_tables, rows_table, summary_table
-from .market import (FIELDS, MAX_VOL_GAP, SOURCES, build_store, check_store, clean_frames,
-                     file_frames, load_market, select_assets, sp500_frames, synthetic_frames)
+from .market import (build_store, check_store, clean_frames, file_frames, load_market,
+                     select_assets, sp500_frames, synthetic_frames)
 from .schedule import Schedule, asset_days, build_schedule
 
 __all__ = ["IMPLS", "OUTPUTS", "Backtest", "Schedule", "backtest", "build_schedule",

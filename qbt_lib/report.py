@@ -55,9 +55,15 @@ def write_metrics(output_dir: str | os.PathLike, workload: str, params: dict,
            "params": params, **values, "machine": machine_info(), "versions": versions()}
     p = out / "metrics.json"
     tmp = p.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=1, default=str))
+    tmp.write_text(json.dumps(doc, indent=1, default=_json_value))
     tmp.replace(p)
     return p
+
+
+def _json_value(v: Any) -> str:
+    """Non-JSON parameter values: an in-memory source is named, not dumped."""
+    import pandas as pd
+    return "DataFrame" if isinstance(v, pd.DataFrame) else str(v)
 
 
 def read_metrics(workload: str, outputs: Path | None = None) -> dict | None:

@@ -54,7 +54,7 @@ def test_validate_accepts_good_frame():
 
 
 @pytest.mark.parametrize("col,val,rule", [
-    ("close", np.nan, "NaN or inf"), ("open", np.inf, "NaN or inf"),
+    ("close", np.nan, "close is NaN or inf"), ("open", np.inf, "open is NaN or inf"),
     ("low", -1.0, "price <= 0"), ("high", 10.0, r"high < max\(open, close\)"),
     ("low", 10.2, r"low > min\(open, close\)"), ("volume", -5.0, "volume < 0")])
 def test_validate_names_row_and_rule(col, val, rule):
@@ -103,13 +103,13 @@ def test_load_csv_yahoo_headers(tmp_path):
 
 
 def test_load_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not found"):
+    with pytest.raises(ValueError, match="neither a known source .* nor an existing file"):
         data.load_ohlcv(tmp_path / "nope.csv")
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(ValueError, match="empty"):
         data.load_ohlcv(tmp_path / "empty.csv")
     (tmp_path / "hdr.csv").write_text("date,open,high,low,close,volume\n")
-    with pytest.raises(ValueError, match="no rows"):
+    with pytest.raises(ValueError, match="header but no rows"):
         data.load_ohlcv(tmp_path / "hdr.csv")
     (tmp_path / "cols.csv").write_text("date,open,close\n2020-01-02,1,2\n")
     with pytest.raises(ValueError, match=r"missing column\(s\) \['high', 'low', 'volume'\]"):

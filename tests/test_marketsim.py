@@ -107,7 +107,8 @@ def test_ar_generic_batch_interface_matches_reference_draws():
 
 def test_gpu_code_path_with_numpy_equals_cpu(frames, fast_result):
     cfg = ms.make_config(**SMALL)
-    tasks = ms._symbol_tasks(frames, cfg, ms.ARBootstrap(SMALL["ar_order"]))
+    tasks = ms._symbol_tasks({k: v.iloc[-cfg.bars_needed:] for k, v in frames.items()}, cfg,
+                             ms.ARBootstrap(SMALL["ar_order"]), ms.asset_classes(frames))
     arrays = gpu.analyze_batch(tasks, chunk=2, xp=np)  # two chunks
     for k, x in fast_result.arrays.items():
         if k in ARRAYS_EXACT:
@@ -369,10 +370,17 @@ def test_history_too_short_names_the_symbol(frames):
 
 def test_nan_price_names_symbol_column_and_row(frames):
     df = frames["SYM001"].copy()
-    df.iloc[17, df.columns.get_loc("close")] = np.nan
-    with pytest.raises(ValueError, match=r"SYM001: NaN or infinite price in column 'close' "
-                                         r"at row 17 \(\d{4}-\d\d-\d\d\)"):
+    row = len(df) - 20                       # inside the 48 bars the analysis reads
+    df.iloc[row, df.columns.get_loc("close")] = np.nan
+    with pytest.raises(ValueError, match=rf"SYM001: row {row} \(\d{{4}}-\d\d-\d\d\): "
+                                         r"close is NaN or inf"):
         ms.analyze({"SYM001": df}, progress=False, **SMALL)
+    # a bad bar before the bars the analysis reads is not an error: it is never used
+    early = frames["SYM001"].copy()
+    early.iloc[17, early.columns.get_loc("close")] = np.nan
+    ok = ms.analyze({"SYM001": early}, progress=False, **SMALL)
+    clean = ms.analyze({"SYM001": frames["SYM001"]}, progress=False, **SMALL)
+    pd.testing.assert_frame_equal(ok.table, clean.table)
 
 
 def test_gpu_without_device_or_with_plugin_model_is_refused(frames):

@@ -387,23 +387,23 @@ def test_file_source_csv_and_parquet(tmp_path):
     csv, parquet = tmp_path / "m.csv", tmp_path / "m.parquet"
     long.to_csv(csv, index=False)
     long.to_parquet(parquet)
-    s1, a1 = st.load_market("file", assets="all", path=csv)
-    s2, a2 = st.load_market("file", assets=["BBB"], path=parquet)
+    s1, a1 = st.load_market(csv, assets="all")
+    s2, a2 = st.load_market(parquet, assets=["BBB"])
     assert a1 == ["AAA", "BBB"] and a2 == ["BBB"]
     np.testing.assert_allclose(s1.series("price", "BBB"), frames["BBB"]["price"], rtol=1e-15)
-    np.testing.assert_array_equal(s2["vol"], s1["vol"])
-    with pytest.raises(ValueError, match="unknown asset 'CCC'"):
-        st.load_market("file", assets=["CCC"], path=csv)
-    with pytest.raises(ValueError, match="missing column"):
+    np.testing.assert_array_equal(s2.series("vol", "BBB"), s1.series("vol", "BBB"))
+    with pytest.raises(ValueError, match=r"assets: unknown symbol\(s\) \['CCC'\]"):
+        st.load_market(csv, assets=["CCC"])
+    with pytest.raises(ValueError, match="no vol column.*vol='realized:20'"):
         long.drop(columns=["vol"]).to_csv(csv, index=False)
-        st.load_market("file", path=csv)
+        st.load_market(csv)
 
 
 def test_sp500_with_vix():
     pytest.importorskip("arch")
     store, assets = st.load_market("sp500", assets="all")
-    assert assets == ["SPX"] and store.dates[0].year == 2014 and store.dates[-1].year == 2018
-    vol = store.series("vol", "SPX")
+    assert assets == ["SP500"] and store.dates[0].year == 2014 and store.dates[-1].year == 2018
+    vol = store.series("vol", "SP500")
     assert np.isfinite(vol).all() and 0.05 < np.median(vol) < 0.4
     sched = st.build_schedule(store, assets, 2014, 2018, per_month=8, tenor=63)
     assert len(sched) + len(sched.skipped) == 5 * 12 * 8

@@ -173,7 +173,7 @@ def test_parameter_files_give_the_seed_workloads(size, folds, years):
     cfg = wf.make_config(**{k: p[k] for k in ("assets", "start", "end", "fold_length",
                                                "step_size", "test_length", "gap", "anchored",
                                                "model", "source")})
-    df = load_ohlcv(cfg.files[0], validate=False)
+    df = cfg.frames[cfg.assets[0]]
     windows = config.fold_windows(*config.check_history(df, cfg.assets[0], cfg), cfg)
     assert len(cfg.assets) == 5 and len(windows) == folds
     assert len(windows) * cfg.test_length == years * 252      # years out of sample
@@ -274,13 +274,13 @@ def test_fold_seed_is_per_fold_not_per_worker():
     ({"start": "2020-03-01", "end": "2020-06-30"}, "shorter than one fold"),
     ({"fold_length": 40}, "fold_length must be >= 50"),
     ({"model": "xgboost"}, "model must be one of"),
-    ({"assets": ["SYM000", "NOPE"]}, "unknown asset 'NOPE'"),
+    ({"assets": ["SYM000", "NOPE"]}, r"assets: unknown symbol\(s\) \['NOPE'\]"),
     ({"assets": 0}, "assets must be >= 1"),
     ({"start": "not a date"}, "start must be a date"),
     ({"threshold": -0.1}, "threshold must be >= 0"),
     ({"impl": "gpu"}, "impl must be one of"),
     ({"backend": "mpi"}, "backend must be one of"),
-    ({"source": "/no/such/dir"}, "not a directory"),
+    ({"source": "/no/such/dir"}, "neither a known source"),
 ])
 def test_bad_parameters_raise_value_error(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -302,7 +302,7 @@ def test_nan_or_gap_in_used_range_raises(source_dir, tmp_path, impl):
     late.loc["2023-05-08", "close"] = np.nan      # after end: not in the used range
     late.to_csv(late_dir / "SYM001.csv")
     kw = {**TINY, "assets": ["SYM000", "SYM001"], "impl": impl}
-    with pytest.raises(ValueError, match=r"SYM001: row \d+ \(2019-05-06\): NaN"):
+    with pytest.raises(ValueError, match=r"SYM001: row \d+ \(2019-05-06\): close is NaN"):
         wf.run(source=nan_dir, **kw)
     with pytest.raises(ValueError, match=r"SYM001: gap in the data: \d+ calendar days"):
         wf.run(source=gap_dir, **kw)

@@ -446,8 +446,9 @@ def test_bad_prices_and_start_are_named():
         waves.find_impulses(lo, hi, -1)
     with pytest.raises(ValueError, match="outside the data"):
         waves.scan_series(lo, hi, starts=[3, 99])
-    for col, val, rule in (("low", np.nan, "NaN or inf"), ("high", -1.0, "non-positive"),
-                           ("low", 0.0, "non-positive"), ("high", 0.5, "high < low")):
+    for col, val, rule in (("low", np.nan, "low is NaN or inf"), ("high", -1.0, "price <= 0"),
+                           ("low", 0.0, "price <= 0"),
+                           ("high", 0.5, r"high < max\(open, close\)")):
         df = waves.load_source("synthetic", 2, 60, 0)
         bad = df["SYM001"].copy()
         bad.iloc[17, bad.columns.get_loc(col)] = val

@@ -37,7 +37,8 @@ import numpy as np
 import pandas as pd
 
 from .. import paths
-from ..data import write_parquet_tables
+from ..data import (generator_symbols, load, symbol_names, synthetic_market,
+                    write_parquet_tables)
 from ..params import as_bool, as_float, as_int, as_list, one_of
 from .enums import (BARS_PER_YEAR, DEFAULT_FEES, DEFAULTS, METRICS, SERIES, STRATEGIES,
                     STRATEGY_ID, SYNTHETIC_YEARS, TRADING_DAYS)
@@ -79,90 +80,69 @@ def synthetic_names(n: int) -> list[str]:
     return eq + cr
 
 
-def synthetic_universe(symbols: int | Sequence[str] = 30, years: float = SYNTHETIC_YEARS,
+def synthetic_universe(symbols: Any = 30, years: float = SYNTHETIC_YEARS,
                        seed: int = 0) -> dict[str, pd.DataFrame]:
     """The default source: GARCH(1,1)-t daily OHLC of ``symbols`` (a count or names) over
     ``years`` years of business days; a few names are crypto (see :func:`is_crypto`)."""
-    from ..data import synthetic_market
-    if isinstance(symbols, str) and symbols.strip().isdigit():
-        symbols = int(symbols)
-    names = synthetic_names(symbols) if not isinstance(symbols, (list, tuple, str)) else \
-        _names_list(symbols)
+    which = generator_symbols(symbols, 30)
+    names = synthetic_names(which) if isinstance(which, int) else symbol_names(which)
     n_bars = int(round(as_float("years", years, min=0.01) * BARS_PER_YEAR))
     return synthetic_market(names, n_bars=n_bars, seed=seed)
 
 
-def _names_list(symbols: Any) -> list[str]:
-    from ..data import symbol_names
-    return symbol_names(symbols)
+def load_source(source: Any = "synthetic", symbols: Any = None, seed: int = 0, *,
+                start: Any = None, end: Any = None, tail: int | None = None,
+                adjust: bool = True) -> dict[str, pd.DataFrame]:
+    """``{symbol: OHLC frame}`` through ``qbt_lib.data.load``: ``"synthetic"`` (4 years of
+    generated bars, 30 symbols by default), ``"sp500"`` (the S&P 500 sample shipped with
+    ``arch``, symbol ``SP500``), a CSV/Parquet file, a directory, a Hive-partitioned
+    dataset, a DataFrame or a dict of frames. ``symbols``: a count (the first n), a list of
+    names or ``None``/``"all"``. ``tail``: only the last ``tail`` bars up to ``end`` are
+    used (and validated). An ``asset_class`` column is kept (see :func:`asset_classes`)."""
+    return load(source, symbols, start=start, end=end, tail=tail, adjust=adjust,
+                require=SERIES, keep=("asset_class",),
+                synthetic=lambda sy: synthetic_universe(sy, seed=seed))
 
 
-def load_source(source: Any = "synthetic", symbols: Any = None, seed: int = 0
-                ) -> dict[str, pd.DataFrame]:
-    """``{symbol: OHLC frame}`` from ``source``: ``"synthetic"`` (4 years of generated bars),
-    ``"sp500"`` (the S&P 500 sample shipped with ``arch``), a CSV/Parquet file or directory
-    (``data.load_universe``), or a mapping of frames. ``symbols``: a count (the first n) or
-    a list of names (for the synthetic source, the names to generate); ``None``: 30
-    synthetic symbols, or every symbol of another source."""
-    if isinstance(source, Mapping):
-        frames = dict(source)
-    elif not isinstance(source, str):
-        raise ValueError(f"source must be 'synthetic', 'sp500', a path or a dict of frames, "
-                         f"got {type(source).__name__}")
-    elif source.strip().lower() == "synthetic":
-        return synthetic_universe(30 if symbols is None else symbols, seed=seed)
-    elif source.strip().lower() == "sp500":
-        from ..data import sample_data
-        frames = {"SPX": sample_data("sp500")}
-    else:
-        from ..data import load_universe
-        frames = load_universe(source, validate=False)
-    if isinstance(symbols, (list, tuple)) or (isinstance(symbols, str) and not
-                                              symbols.strip().lstrip("-").isdigit()):
-        names = _names_list(symbols)
-        missing = [s for s in names if s not in frames]
-        if missing:
-            raise ValueError(f"symbols: {missing} not in the source (has {list(frames)[:10]}"
-                             f"{' ...' if len(frames) > 10 else ''})")
-        return {s: frames[s] for s in names}
-    if symbols is None:
-        return frames
-    n = as_int("symbols", symbols, min=1)
-    return dict(list(frames.items())[:n])
+ASSET_CLASSES = ("equity", "crypto")
+
+
+def asset_classes(frames: Mapping[str, pd.DataFrame], mapping: Any = None) -> dict[str, str]:
+    """Each symbol's class (fees, long-only rule): ``mapping`` (``{symbol: "crypto" |
+    "equity"}``) first, then the data's ``asset_class`` column, else the name guess of
+    :func:`is_crypto`."""
+    if mapping is None:
+        mapping = {}
+    if not isinstance(mapping, Mapping):
+        raise ValueError(f"asset_classes must be a dict {{symbol: 'crypto' | 'equity'}}, "
+                         f"got {mapping!r}")
+    unknown = [s for s in mapping if s not in frames]
+    if unknown:
+        raise ValueError(f"asset_classes: unknown symbol(s) {unknown}; the run has "
+                         f"{list(frames)[:10]}")
+    out = {}
+    for sym, df in frames.items():
+        if sym in mapping:
+            cls = one_of(f"asset_classes[{sym!r}]", mapping[sym], ASSET_CLASSES)
+        elif "asset_class" in df.columns:
+            vals = df["asset_class"].dropna().astype(str).str.strip().str.lower().unique()
+            if len(vals) != 1 or vals[0] not in ASSET_CLASSES:
+                raise ValueError(f"{sym}: the asset_class column must hold one of "
+                                 f"{list(ASSET_CLASSES)} for every bar, got {list(vals)[:5]}")
+            cls = vals[0]
+        else:
+            cls = "crypto" if is_crypto(sym) else "equity"
+        out[sym] = cls
+    return out
 
 
 def _check_frame(sym: str, df: Any, need: int) -> np.ndarray:
-    """close/high/low of one symbol as ``(3, n)``; ValueError naming the symbol and row."""
-    if not isinstance(df, pd.DataFrame):
-        raise ValueError(f"{sym}: prices must be a DataFrame, got {type(df).__name__}")
-    missing = [c for c in ("high", "low", "close") if c not in df.columns]
-    if missing:
-        raise ValueError(f"{sym}: missing price column(s) {missing}; has {list(df.columns)}")
-    a = np.empty((3, len(df)))
-    for i, c in enumerate(SERIES):
-        try:
-            a[i] = df[c].to_numpy(dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(f"{sym}: column {c!r} is not numeric") from None
-    bad = ~np.isfinite(a)
-    if bad.any():
-        i, row = np.argwhere(bad.T)[0]
-        raise ValueError(f"{sym}: NaN or infinite price in column {SERIES[row]!r} at row {i} "
-                         f"({_label(df.index, i)})")
-    bad = a <= 0
-    if bad.any():
-        i, row = np.argwhere(bad.T)[0]
-        raise ValueError(f"{sym}: price <= 0 in column {SERIES[row]!r} at row {i} "
-                         f"({_label(df.index, i)})")
+    """close/high/low of one symbol (validated by ``qbt_lib.data.load``) as ``(3, n)``."""
+    a = np.stack([df[c].to_numpy(dtype=np.float64) for c in SERIES])
     if len(df) < need:
         raise ValueError(f"{sym}: history too short: {len(df)} bars, needs context + "
                          f"simulations + eval_days = {need}")
     return a
-
-
-def _label(index: pd.Index, i: int) -> str:
-    v = index[i]
-    return v.strftime("%Y-%m-%d") if isinstance(v, pd.Timestamp) else str(v)
 
 
 def resolve_fees(fees: Any) -> dict[str, float]:
@@ -245,6 +225,7 @@ def warmup(forecaster: Forecaster | None = None) -> float:
 
 
 _warmup_kernels = warmup  # ``analyze`` has a parameter of the same name
+_asset_classes = asset_classes  # and another one
 
 
 # --------------------------------------------------------------------------- results
@@ -344,14 +325,15 @@ def _summary_tables(names: list[str], arrays: dict, strategies: list[str],
 
 
 # --------------------------------------------------------------------------- analysis
-def _symbol_tasks(frames: Mapping[str, pd.DataFrame], cfg: Config, forecaster: Forecaster):
+def _symbol_tasks(frames: Mapping[str, pd.DataFrame], cfg: Config, forecaster: Forecaster,
+                  classes: Mapping[str, str]):
     ids = np.array([STRATEGY_ID[s] for s in cfg.strategies], dtype=np.int64)
     need = cfg.bars_needed
     tasks = []
     for sym, df in frames.items():
         a = _check_frame(sym, df, need)
-        crypto = is_crypto(sym)
-        cls = "crypto" if crypto else "equity"
+        cls = classes[sym]
+        crypto = cls == "crypto"
         tasks.append(dict(
             prices=np.ascontiguousarray(a[:, -need:]), symbol_key=symbol_key(cfg.seed, sym),
             simulations=cfg.simulations, eval_days=cfg.eval_days, context=cfg.context,
@@ -377,7 +359,8 @@ def _run_reference(frames, tasks, cfg: Config) -> list[dict]:
     return out
 
 
-def analyze(source: Any = "synthetic", symbols: Any = None, *,
+def analyze(source: Any = "synthetic", symbols: Any = None, *, start: Any = None,
+            end: Any = None, adjust: bool = True, asset_classes: Any = None,
             simulations: int = DEFAULTS["simulations"], eval_days: int = DEFAULTS["eval_days"],
             context: int = DEFAULTS["context"], ar_order: int = DEFAULTS["ar_order"],
             num_samples: int = DEFAULTS["num_samples"], strategies: Any = "all",
@@ -387,7 +370,10 @@ def analyze(source: Any = "synthetic", symbols: Any = None, *,
             progress: bool | None = None, gpu_chunk: int = 128) -> MarketSimResult:
     """Run the analysis over a universe and return its tables.
 
-    ``source``/``symbols``: see :func:`load_source` (a dict of frames is used as is).
+    ``source``/``symbols``/``start``/``end``/``adjust``: see :func:`load_source`; only the
+    last ``context + simulations + eval_days`` bars up to ``end`` are read (and validated).
+    ``asset_classes``: ``{symbol: "crypto" | "equity"}`` (fees and the long-only rule; else
+    the data's ``asset_class`` column, else the name guess of :func:`is_crypto`).
     ``forecaster``: a :class:`Forecaster` (default ``ARBootstrap(ar_order)``).
     ``impl="reference"`` always runs sequentially on the CPU (``n_jobs``, ``backend`` and
     ``device`` apply to ``impl="fast"``); ``scheduler`` is the Dask scheduler of
@@ -408,7 +394,9 @@ def analyze(source: Any = "synthetic", symbols: Any = None, *,
         raise ValueError(f"forecaster must be a marketsim.Forecaster, got {forecaster!r}")
     cfg = make_config(simulations, eval_days, context, ar_order, num_samples, strategies, fees,
                       seed, forecaster)
-    frames = load_source(source, symbols)
+    frames = load_source(source, symbols, start=start, end=end, tail=cfg.bars_needed,
+                         adjust=adjust)
+    classes = _asset_classes(frames, asset_classes)
     if not frames:
         raise ValueError("symbols: the universe is empty")
     names = list(frames)
@@ -428,7 +416,7 @@ def analyze(source: Any = "synthetic", symbols: Any = None, *,
         else:
             timings["warmup_s"] = _warmup_kernels(forecaster)
     t0 = time.perf_counter()  # the analysis: validation, per-symbol work, tables
-    tasks = _symbol_tasks(frames, cfg, forecaster)
+    tasks = _symbol_tasks(frames, cfg, forecaster, classes)
     if impl == "reference":
         results = _run_reference(frames, tasks, cfg)
         arrays = {k: np.stack([r[k] for r in results]) for k in results[0]}

@@ -3,7 +3,7 @@
 The story in four calls::
 
     from qbt_lib import straddles
-    store, assets = straddles.load_market("synthetic", assets=8)      # or "file", "sp500"
+    store, assets = straddles.load_market("synthetic", assets=8)  # "sp500", a path, frames
     sched = straddles.build_schedule(store, assets, 2001, 2024, per_month=8, tenor=63)
     bt = straddles.backtest(store, sched, impl="numba", n_jobs=-1)   # rows + summary
     bt.rows            # pyarrow.Table, one row per straddle-day (numeric + categorical)
@@ -54,12 +54,12 @@ from ..device import resolve_device
 from ..params import as_bool, as_float, as_int, one_of
 from . import core
 from .core import ROW_COLUMNS, SIDES, compare_rows, day_tables, rows_table, summary_table
-from .market import (build_store, check_store, clean_frames, file_frames, load_market,
+from .market import (build_store, check_store, clean_frames, load_market, market_frames,
                      select_assets, sp500_frames, synthetic_frames)
 from .schedule import Schedule, asset_days, build_schedule
 
 __all__ = ["IMPLS", "OUTPUTS", "Backtest", "Schedule", "backtest", "build_schedule",
-           "build_store", "clean_frames", "compare_rows", "file_frames", "load_market",
+           "build_store", "clean_frames", "compare_rows", "market_frames", "load_market",
            "reference_backtest", "run", "select_assets", "sp500_frames", "synthetic_frames",
            "value_path", "warm_up", "compare_impls"]
 
@@ -504,16 +504,18 @@ def compare_impls(store: data.PriceStore, schedule: Schedule, impls=("reference"
 
 
 # --------------------------------------------------------------------------- all at once
-def run(source: str = "synthetic", assets=8, start_year: int = 2001, end_year: int = 2024,
+def run(source: Any = "synthetic", assets: Any = None, start_year: int = 2001,
+        end_year: int = 2024,
         per_month: int = 8, tenor: int = 63, side: str = "long", rate: float = 0.0,
         hedge: bool = True, impl: str = "numba", n_jobs: int = 1, backend: str = "threads",
-        device: str = "auto", path: str | None = None, seed: int = 0,
-        vol_premium: float = 0.02, output: str = "table", output_path: str | None = None,
+        device: str = "auto", seed: int = 0, vol_premium: float = 0.02,
+        vol: Any = "column", adjust: bool = True, output: str = "table",
+        output_path: str | None = None,
         chunk_size: int = DEFAULT_CHUNK, scheduler: str | None = "local",
         progress: bool | None = None) -> Backtest:
     """Load the market, build the schedule and run the backtest (the notebook's one call)."""
-    store, names = load_market(source, assets, start_year, end_year, tenor, path, seed,
-                               vol_premium)
+    store, names = load_market(source, assets, start_year, end_year, tenor, seed,
+                               vol_premium, vol, adjust)
     sched = build_schedule(store, names, start_year, end_year, per_month, tenor)
     return backtest(store, sched, rate=rate, side=side, hedge=hedge, impl=impl, device=device,
                     n_jobs=n_jobs, backend=backend, scheduler=scheduler,

@@ -1,25 +1,30 @@
 """Straddle market data: per asset an underlying price and an annualised implied vol.
 
-Three sources give the same thing, ``{asset: DataFrame[price, vol]}`` on the asset's own
-trading days, which :func:`clean_frames` checks and :func:`build_store` puts into the shared
+Every source goes through :func:`qbt_lib.data.load` (``source`` is ``"synthetic"``,
+``"sp500"``, a CSV/Parquet file, a directory, a Hive-partitioned dataset, a DataFrame or a
+dict of frames; ``assets`` selects the symbols with the same rules as ``symbols`` elsewhere)
+and gives ``{asset: DataFrame[price, vol]}`` on the asset's own trading days, which
+:func:`clean_frames` checks and :func:`build_store` puts into the shared
 :class:`qbt_lib.data.PriceStore` (fields ``price`` and ``vol``, dates x assets, memory-mapped
-by every worker):
+by every worker). The price is the (adjusted) close.
 
-- ``synthetic``: :func:`qbt_lib.data.synthetic_market` (GARCH(1,1) prices with volatility
-  clustering); the implied vol is the model's conditional vol plus a premium, the way
-  option-implied vol tracks realised vol and sits above it on average.
-- ``file``: a long CSV/Parquet table ``date, asset, price, vol`` (vol in decimal, 0.2 = 20%).
-- ``sp500``: the real S&P 500 close with VIX/100 as its vol, over the years both exist in
-  the ``arch`` package (2014-2018).
+The implied vol (``vol``):
 
-Data rules (``ValueError`` naming the asset and the date): price finite and > 0, vol > 0;
-a missing (NaN) vol is carried forward from the last quote for up to ``MAX_VOL_GAP`` trading
-days, a longer gap (or a missing first quote) is an error.
+- ``"column"`` (default): the data's ``vol`` column (decimal: 0.2 = 20%; a column that looks
+  like percent, median > 3, is refused); for ``"sp500"`` the VIX / 100 (``arch`` ships both),
+  over the years both exist (2014-2018); ``synthetic``: the GARCH model's conditional vol plus
+  a premium, the way option-implied vol tracks realised vol and sits above it on average;
+- ``"realized:N"``: annualised close-to-close vol over the past N bars, known at each close
+  (no look-ahead); the N bars before the first vol serve as warm-up.
+
+Data rules (``ValueError`` naming the asset and the date): prices are validated by the data
+layer; vol > 0; a missing (NaN) vol is carried forward from the last quote for up to
+``MAX_VOL_GAP`` trading days, a longer gap (or a missing first quote) is an error.
 """
 from __future__ import annotations
 
 import os
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,8 +34,7 @@ from ..params import as_float, as_int
 
 FIELDS = ("price", "vol")
 MAX_VOL_GAP = 5
-SOURCES = ("synthetic", "file", "sp500")
-SP500_ASSET = "SPX"
+SP500_ASSET = data.SP500
 TRADING_DAYS = 252
 
 
@@ -60,49 +64,55 @@ def synthetic_frames(assets: int | Sequence[str] = 8, start_year: int = 2001,
             for a, f in frames.items()}
 
 
-def file_frames(path: str | os.PathLike) -> dict[str, pd.DataFrame]:
-    """A long table ``date, asset, price, vol`` (CSV or Parquet) as ``{asset: frame}``."""
-    raw, src = data.read_table(path)
-    raw.columns = [str(c).strip().lower() for c in raw.columns]
-    missing = [c for c in ("date", "asset", "price", "vol") if c not in raw.columns]
-    if missing:
-        raise ValueError(f"{src}: missing column(s) {missing}; has {list(raw.columns)} "
-                         "(expected date, asset, price, vol)")
-    try:
-        dates = pd.to_datetime(raw["date"])
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"{src}: cannot parse column 'date' as dates: {e}") from None
-    out: dict[str, pd.DataFrame] = {}
-    for c in ("price", "vol"):
-        num = pd.to_numeric(raw[c], errors="coerce")
-        bad = num.isna() & raw[c].notna()
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise ValueError(f"{src}: row {i}: column {c!r} is not numeric ({raw[c].iloc[i]!r})")
-        raw[c] = num.astype(np.float64)
-    frame = pd.DataFrame({"asset": raw["asset"].astype(str).to_numpy(),
-                          "price": raw["price"].to_numpy(), "vol": raw["vol"].to_numpy()},
-                         index=pd.DatetimeIndex(dates, name="date").tz_localize(None)
-                         if getattr(dates.dt, "tz", None) is not None
-                         else pd.DatetimeIndex(dates, name="date"))
-    for asset, g in frame.groupby("asset", sort=False):
-        g = g.drop(columns=["asset"]).sort_index(kind="stable")
-        g.index = g.index.astype("datetime64[ns]")
-        out[str(asset)] = g
+def market_frames(source: Any = "synthetic", assets: Any = None, start_year: int = 2001,
+                  end_year: int = 2024, tenor: int = 63, seed: int = 0,
+                  vol_premium: float = 0.02, vol: Any = "column",
+                  adjust: bool = True) -> dict[str, pd.DataFrame]:
+    """``{asset: DataFrame[price, vol]}`` of any source (see the module docstring)."""
+    kind, window = data.parse_vol(vol)
+    start_year = as_int("start_year", start_year, min=1900, max=2200)
+    src = data.check_source(source)
+    frames = data.load(
+        src, assets, param="assets", start=f"{start_year}-01-01", warmup=window,
+        adjust=adjust, require=("close",), keep=("vol",),
+        synthetic=lambda sy: synthetic_frames(data.generator_symbols(sy, 8, "assets"),
+                                              start_year, end_year, tenor, seed, vol_premium))
+    if kind == "column" and src == "sp500":
+        frames = _with_vix(frames)
+    out = {}
+    for asset, f in frames.items():
+        close = f["close"].to_numpy()
+        if kind == "realized":
+            v = data.realized_vol(close, window)
+            keep = np.isfinite(v)
+            out[asset] = pd.DataFrame({"price": close[keep], "vol": v[keep]},
+                                      index=f.index[keep])
+            continue
+        if "vol" not in f.columns:
+            raise ValueError(f"asset {asset!r}: the data has no vol column; add one (decimal, "
+                             "0.2 = 20%) or pass vol='realized:20' for realised vol")
+        data.check_vol_units(f["vol"].to_numpy(), f"asset {asset!r}")
+        out[asset] = pd.DataFrame({"price": close, "vol": f["vol"].to_numpy()}, index=f.index)
+    return out
+
+
+def _with_vix(frames: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The S&P 500 with VIX/100 as its vol, on the days both series cover; a day without a
+    VIX print is a missing vol (carried forward by :func:`clean_frames`)."""
+    vix = data.vix() / 100.0
+    out = {}
+    for asset, f in frames.items():
+        f = f[(f.index >= vix.index[0]) & (f.index <= vix.index[-1])]
+        if len(f) == 0:
+            raise ValueError(f"asset {asset!r}: no bars in the VIX's range "
+                             f"{vix.index[0]:%Y-%m-%d}..{vix.index[-1]:%Y-%m-%d}")
+        out[asset] = f.assign(vol=vix.reindex(f.index).to_numpy())
     return out
 
 
 def sp500_frames() -> dict[str, pd.DataFrame]:
-    """The real S&P 500 close with VIX/100 as its implied vol (``arch`` sample data), on the
-    S&P trading days where both series exist (2014-2018); a day without a VIX print is a
-    missing vol (carried forward by :func:`clean_frames`)."""
-    spx = data.sample_data("sp500")["close"]
-    vix = data.sample_data("vix")["vix"] / 100.0
-    lo, hi = max(spx.index[0], vix.index[0]), min(spx.index[-1], vix.index[-1])
-    spx = spx[(spx.index >= lo) & (spx.index <= hi)]
-    vol = vix.reindex(spx.index)
-    return {SP500_ASSET: pd.DataFrame({"price": spx.to_numpy(), "vol": vol.to_numpy()},
-                                      index=spx.index)}
+    """The real S&P 500 close with VIX/100 as its implied vol (``arch`` sample data)."""
+    return market_frames("sp500", start_year=1999)
 
 
 # --------------------------------------------------------------------------- cleaning
@@ -200,44 +210,19 @@ def check_store(store: data.PriceStore) -> data.PriceStore:
 
 
 def select_assets(store: data.PriceStore, assets) -> list[str]:
-    """The asset names to trade: ``None``/``"all"`` for every asset in the store, an int for
-    the first n, or names (a list or a comma-separated string)."""
-    have = list(store.symbols)
-    if assets is None or (isinstance(assets, str) and assets.strip().lower() == "all"):
-        return have
-    if isinstance(assets, str):
-        assets = [s.strip() for s in assets.split(",") if s.strip()]
-    if isinstance(assets, (list, tuple)):
-        names = [str(a) for a in assets]
-        if not names:
-            raise ValueError("assets must not be empty")
-        if len(set(names)) != len(names):
-            raise ValueError(f"assets has duplicates: {names}")
-        for a in names:
-            if a not in store.symbols:
-                raise ValueError(f"unknown asset {a!r}; the data has "
-                                 f"{have[:10]}{' ...' if len(have) > 10 else ''}")
-        return names
-    n = as_int("assets", assets, min=1)
-    if n > len(have):
-        raise ValueError(f"assets={n} but the data has only {len(have)} asset(s): {have[:10]}")
-    return have[:n]
+    """The asset names to trade from a store: ``None``/``"all"`` for every asset, an int for
+    the first n, or names (the rules of ``qbt_lib.data.select_symbols``)."""
+    return data.select_symbols(store.symbols, assets, param="assets", source="the data")
 
 
-def load_market(source: str = "synthetic", assets=8, start_year: int = 2001,
-                end_year: int = 2024, tenor: int = 63, path: str | os.PathLike | None = None,
-                seed: int = 0, vol_premium: float = 0.02) -> tuple[data.PriceStore, list[str]]:
-    """``(store, asset names)`` for a data source (see the module docstring)."""
-    from ..params import one_of
-    source = one_of("source", source, SOURCES)
-    if source == "synthetic":
-        store = build_store(synthetic_frames(assets, start_year, end_year, tenor, seed,
-                                             vol_premium))
-        return store, list(store.symbols)
-    if source == "file":
-        if path is None or str(path).strip() == "":
-            raise ValueError("source='file' needs path= (a CSV/Parquet with date, asset, price, vol)")
-        store = build_store(file_frames(path))
-    else:
-        store = build_store(sp500_frames())
-    return store, select_assets(store, assets)
+def load_market(source: Any = "synthetic", assets: Any = None, start_year: int = 2001,
+                end_year: int = 2024, tenor: int = 63, seed: int = 0,
+                vol_premium: float = 0.02, vol: Any = "column",
+                adjust: bool = True) -> tuple[data.PriceStore, list[str]]:
+    """``(store, asset names)`` for any source (see the module docstring). ``assets``:
+    ``None``/``"all"`` (8 synthetic assets, or every asset of the data), a count (the first
+    N) or names."""
+    frames = market_frames(source, assets, start_year, end_year, tenor, seed, vol_premium,
+                           vol, adjust)
+    store = build_store(frames)
+    return store, list(frames)

@@ -38,7 +38,7 @@ import pandas as pd
 from .. import data as _data
 from .. import parallel, paths
 from ..device import DEVICES, resolve_device
-from ..params import as_bool, as_float, as_int, as_list, one_of
+from ..params import as_bool, as_float, as_int, one_of
 from .space import (ACTIONS, BLOCK, FIELDS, DrawConfig, Draws, SampleSpace)
 from .store import (FORMATS, Batch, BatchLoader, PartStats, PartTask,
                     SynthDataset, write_part)
@@ -52,12 +52,11 @@ __all__ = ["run", "check_params", "market", "sample_space", "generate", "write_d
            "DEFAULTS", "BLOCK", "time_reference", "before_after", "headline", "resolve_impl"]
 
 IMPLS = ("auto", "reference", "numpy", "numba", "cupy")
-SOURCES = ("synthetic", "sp500")
 N_MAX = 10**10
 N_BARS = 5000          # synthetic history per symbol: ~20 years, like the S&P 500 sample
 SYMBOLS_SYNTHETIC = 10
 DEFAULTS = dict(n=10_000_000, lookback=64, horizon=1, seed=0, source="synthetic",
-                symbols=None, n_jobs=-1, backend="threads", device="auto", impl="auto",
+                symbols=None, start=None, end=None, adjust=True, n_jobs=-1, backend="threads", device="auto", impl="auto",
                 materialize=False, chunk_size=1 << 19, output_dir="outputs/synth",
                 file_format="parquet")
 
@@ -75,8 +74,11 @@ def check_params(**params: Any) -> dict:
         "lookback": as_int("lookback", p["lookback"], min=1, max=4096),
         "horizon": as_int("horizon", p["horizon"], min=1, max=100_000),
         "seed": as_int("seed", p["seed"], min=0, max=2**63 - 1),
-        "source": _check_source(p["source"]),
+        "source": _data.check_source(p["source"]),
         "symbols": _check_symbols(p["symbols"]),
+        "start": _date_text("start", p["start"]),
+        "end": _date_text("end", p["end"]),
+        "adjust": as_bool("adjust", p["adjust"]),
         "n_jobs": as_int("n_jobs", p["n_jobs"], min=-64, max=1024),
         "backend": one_of("backend", p["backend"], parallel.BACKENDS),
         "device": one_of("device", p["device"], DEVICES),
@@ -96,31 +98,15 @@ def check_params(**params: Any) -> dict:
     return out
 
 
-def _check_source(source: Any) -> str:
-    if not isinstance(source, (str, os.PathLike)) or not str(source).strip():
-        raise ValueError(f"source must be 'synthetic', 'sp500' or a CSV/Parquet path, "
-                         f"got {source!r}")
-    s = str(source).strip()
-    if s.lower() in SOURCES:
-        return s.lower()
-    if not paths.resolve_input_path(s).exists():
-        raise ValueError(f"source must be 'synthetic', 'sp500' or an existing CSV/Parquet "
-                         f"path; {s!r} does not exist")
-    return s
+def _date_text(name: str, value: Any) -> str | None:
+    ts = _data.as_date(name, value)
+    return None if ts is None else ts.strftime("%Y-%m-%d")
 
 
 def _check_symbols(symbols: Any) -> int | list[str] | None:
-    if symbols is None:
-        return None
-    if isinstance(symbols, (list, tuple)) or (isinstance(symbols, str) and
-                                              not symbols.strip().lstrip("-").isdigit()):
-        names = [str(s).strip() for s in as_list("symbols", symbols)]
-        if any(not s for s in names):
-            raise ValueError(f"symbols has an empty name: {symbols!r}")
-        if len(set(names)) != len(names):
-            raise ValueError(f"symbols has duplicates: {names}")
-        return names
-    return as_int("symbols", symbols, min=1, max=100_000)
+    """``None``/``"all"`` -> ``None`` (all; 10 synthetic), a count, or names."""
+    s = _data.generator_symbols(symbols, default=0)
+    return None if s == 0 else s
 
 
 def _check_output_dir(output_dir: Any) -> str:
@@ -146,49 +132,34 @@ def resolve_impl(impl: str, device: str) -> tuple[str, str]:
 
 
 # --------------------------------------------------------------------------- market
-def market(source: str = "synthetic", symbols: int | Sequence[str] | None = None,
-           seed: int = 0, n_bars: int = N_BARS) -> dict[str, pd.DataFrame]:
-    """The price histories to sample: ``{symbol: OHLCV frame}``.
+def market(source: Any = "synthetic", symbols: Any = None, seed: int = 0,
+           n_bars: int = N_BARS, start: Any = None, end: Any = None,
+           adjust: bool = True) -> dict[str, pd.DataFrame]:
+    """The price histories to sample, ``{symbol: OHLCV frame}``, from ``qbt_lib.data.load``.
 
     ``source``: ``"synthetic"`` (GARCH(1,1) with Student-t shocks, ``n_bars`` bars per
     symbol, seeded by ``seed``), ``"sp500"`` (the real S&P 500 1999-2018 shipped with
-    ``arch``, one symbol ``SP500``) or a CSV/Parquet path (one symbol, a long table with a
-    symbol column, or a directory of files). ``symbols``: a count (synthetic: how many to
-    make, default 10; else the first k) or a list of names (synthetic: their names; else the
-    ones to keep); ``None`` keeps all.
+    ``arch``, one symbol ``SP500``), a CSV/Parquet file, a directory, a Hive-partitioned
+    dataset, a DataFrame or a dict of frames. ``symbols``: a count (synthetic: how many to
+    make, default 10; else the first k), a list of names, or ``None``/``"all"``.
+    ``start``/``end`` cut the bars sampled; ``adjust`` applies an adjusted-close column.
     """
-    source = _check_source(source)
-    symbols = _check_symbols(symbols)
-    if source == "synthetic":
-        names = _data.symbol_names(SYMBOLS_SYNTHETIC if symbols is None else symbols)
+    def generate(sy: Any) -> dict[str, pd.DataFrame]:
+        names = _data.symbol_names(_data.generator_symbols(sy, SYMBOLS_SYNTHETIC))
         return _data.synthetic_market(names, n_bars=n_bars, seed=seed)
-    if source == "sp500":
-        frames = {"SP500": _data.sample_data("sp500")}
-    else:
-        try:
-            frames = _data.load_universe(source)
-        except FileNotFoundError as e:
-            raise ValueError(f"source: {e}") from None
-    if symbols is None:
-        return frames
-    if isinstance(symbols, int):
-        if symbols > len(frames):
-            raise ValueError(f"symbols={symbols} but source {source!r} has only "
-                             f"{len(frames)} symbol(s): {list(frames)[:10]}")
-        return dict(list(frames.items())[:symbols])
-    missing = [s for s in symbols if s not in frames]
-    if missing:
-        raise ValueError(f"symbols {missing} are not in source {source!r} "
-                         f"(it has {list(frames)[:10]})")
-    return {s: frames[s] for s in symbols}
+
+    return _data.load(source, symbols, start=start, end=end, adjust=adjust,
+                      synthetic=generate)
 
 
-def sample_space(source: str = "synthetic", symbols: Any = None, seed: int = 0,
-                 lookback: int = 64, horizon: int = 1, n_bars: int = N_BARS) -> SampleSpace:
+def sample_space(source: Any = "synthetic", symbols: Any = None, seed: int = 0,
+                 lookback: int = 64, horizon: int = 1, n_bars: int = N_BARS, start: Any = None,
+                 end: Any = None, adjust: bool = True) -> SampleSpace:
     """The :class:`SampleSpace` of a market (cached on disk by content)."""
     lookback = as_int("lookback", lookback, min=1, max=4096)
     horizon = as_int("horizon", horizon, min=1, max=100_000)
-    frames = market(source, symbols, seed=seed, n_bars=n_bars)
+    frames = market(source, symbols, seed=seed, n_bars=n_bars, start=start, end=end,
+                    adjust=adjust)
     return SampleSpace.build(frames, lookback, horizon)
 
 
@@ -580,7 +551,7 @@ def run(progress: bool | None = None, scheduler: str | None = "local", n_bars: i
     impl, device = resolve_impl(p["impl"], p["device"])
     t0 = time.perf_counter()
     space = sample_space(p["source"], p["symbols"], p["seed"], p["lookback"], p["horizon"],
-                         n_bars=n_bars)
+                         n_bars=n_bars, start=p["start"], end=p["end"], adjust=p["adjust"])
     t_market = time.perf_counter() - t0
     cfg = draw_config(p["seed"])
     t0 = time.perf_counter()

@@ -35,33 +35,36 @@ __all__ = ["run", "before_after", "agreement", "headline", "fresh_cache_dir", "m
            "MODELS", "IMPLS", "OUTPUT_FILES"]
 
 
-def run(assets: Any = 5, start: Any = "2018-01-01", end: Any = "2020-12-31",
+def run(symbols: Any = None, start: Any = "2018-01-01", end: Any = "2020-12-31",
         fold_length: Any = 252, step_size: Any = 126, test_length: Any = None, gap: Any = 0,
         anchored: Any = False, model: Any = "ridge", threshold: Any = 0.0,
         long_only: Any = False, cost_bps: Any = 1.0, source: Any = "synthetic",
         impl: Any = "fast", n_jobs: Any = 1, backend: Any = "loky",
         output_dir: Any = None, *, scheduler: Any = "local", seed: Any = 0,
-        n_estimators: Any = 100, alpha: Any = 1.0,
+        n_estimators: Any = 100, alpha: Any = 1.0, adjust: Any = True, assets: Any = None,
         progress: bool | None = None) -> WalkForwardResult:
     """Run a walk-forward backtest and return its tables (see :class:`WalkForwardResult`).
 
-    assets: a count (the source's first N assets) or names; start/end: the backtest range
-    (earlier bars are feature warm-up only); fold_length/step_size/test_length/gap: fold
+    symbols (older name: assets): None (5), a count (the source's first N assets), names or
+    "all"; start/end: the backtest range (the 250 bars before start are feature warm-up); fold_length/step_size/test_length/gap: fold
     layout in trading days (test_length defaults to step_size); anchored: expanding
     training window; model: ridge (alpha, closed form), random_forest (n_estimators trees,
     depth 10) or hist_gb (n_estimators boosting rounds); threshold: |prediction| needed to
     take a position; long_only: no shorts; cost_bps: cost per unit of position change;
-    source: "synthetic" or a folder of <asset>.csv files; impl: fast or reference; n_jobs,
+    source: anything qbt_lib.data.load takes ("synthetic", "sp500", a CSV/Parquet file or
+    folder, a Hive-partitioned dataset, a DataFrame, a dict of frames); adjust: apply an
+    adjusted-close column; impl: fast or reference; n_jobs,
     backend, scheduler: the parallel layer's (fast path only; the reference is sequential);
     seed: the folds' random_state seed; output_dir: if given, the per-fold Parquet files
     are written there when the run completes.
     """
-    cfg = make_config(assets=assets, start=start, end=end, fold_length=fold_length,
+    cfg = make_config(symbols=symbols, assets=assets, start=start, end=end,
+                      fold_length=fold_length,
                       step_size=step_size, test_length=test_length, gap=gap,
                       anchored=anchored, model=model, threshold=threshold,
                       long_only=long_only, cost_bps=cost_bps, source=source, impl=impl,
                       n_jobs=n_jobs, backend=backend, scheduler=scheduler, seed=seed,
-                      n_estimators=n_estimators, alpha=alpha)
+                      n_estimators=n_estimators, alpha=alpha, adjust=adjust)
     t0 = time.perf_counter()
     if cfg.impl == "reference":
         from .reference import run_reference

@@ -3,7 +3,13 @@
 Folds are index-based on each asset's own trading days within ``[start, end]``: fold ``k``
 trains on ``fold_length`` bars starting ``k * step_size`` bars after the first day (from the
 first day when ``anchored``), skips ``gap`` bars (embargo) and tests on the next
-``test_length`` bars. Bars before ``start`` serve only as feature warm-up.
+``test_length`` bars. The ``WARMUP_BARS`` bars before ``start`` serve only as feature
+warm-up; earlier bars are not read (nor validated) at all.
+
+Data: every source ``qbt_lib.data.load`` takes (``"synthetic"``, ``"sp500"``, a CSV/Parquet
+file or directory, a Hive-partitioned dataset, a DataFrame, a dict of frames). The synthetic
+source is a fixed universe written once as CSV files, so the reference re-reads files every
+fold like the seed's CSV pipeline.
 
 Inside a fold, row ``t`` (features of bar ``t``) predicts the return of bar ``t + 1``:
 
@@ -24,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .. import paths
-from ..data import symbol_names, synthetic_market, validate_ohlcv
+from ..data import OHLCV, check_source, load, source_label, symbol_names, synthetic_market
 from ..parallel import BACKENDS, chunk_seed, resolve_n_jobs
 from ..params import as_bool, as_float, as_int, as_list, one_of
 from .features import FEATURES, LOOKBACK
@@ -37,6 +43,8 @@ BARS_PER_YEAR = 252
 MIN_FOLD_LENGTH = 50       # = LOOKBACK: a test row always has every feature defined
 MIN_TRAIN_ROWS = 20        # complete training rows a fold needs after the warm-up
 MAX_GAP_DAYS = 7           # calendar days between bars beyond which the data has a gap
+WARMUP_BARS = 250          # bars before start the features read (5 x LOOKBACK: the recursive
+                           # ones, EMA/RSI/ATR, forget their first value to < 1e-10)
 
 # The synthetic source: a fixed universe of GARCH(1,1) assets written once as CSV files
 # (the reference path re-reads them every fold, like the seed's CSV-based pipeline).
@@ -49,7 +57,7 @@ SYNTHETIC_BARS = 6800      # business days to 2026-01
 @dataclasses.dataclass(frozen=True)
 class WalkForwardConfig:
     assets: tuple[str, ...]
-    files: tuple[str, ...]          # one data file per asset, same order
+    source: Any                     # what the data layer loads (a name, path or frames)
     start: pd.Timestamp
     end: pd.Timestamp
     fold_length: int
@@ -61,7 +69,7 @@ class WalkForwardConfig:
     threshold: float
     long_only: bool
     cost_bps: float
-    source: str
+    adjust: bool
     impl: str
     n_jobs: int
     backend: str
@@ -69,15 +77,23 @@ class WalkForwardConfig:
     seed: int
     n_estimators: int
     alpha: float
+    frames: dict = dataclasses.field(default=None, compare=False, repr=False)  # loaded once
 
     @property
     def cost(self) -> float:
         return self.cost_bps / 1e4
 
+    def load(self, assets: Any = None) -> dict[str, pd.DataFrame]:
+        """The run's bars (``WARMUP_BARS`` before ``start`` to ``end``), loaded and
+        validated anew from the source (the reference re-reads them every fold)."""
+        return load_frames(self.source, list(self.assets) if assets is None else assets,
+                           self.start, self.end, self.adjust)
+
     def params(self) -> dict[str, Any]:
         """The run's parameters as plain JSON values (for ``metrics.json``)."""
-        d = dataclasses.asdict(self)
-        d.pop("files")
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+             if f.name != "frames"}
+        d["source"] = source_label(self.source)
         d["assets"] = list(self.assets)
         d["start"] = self.start.strftime("%Y-%m-%d")
         d["end"] = self.end.strftime("%Y-%m-%d")
@@ -94,17 +110,25 @@ def _as_date(name: str, value: Any) -> pd.Timestamp:
     return ts.tz_localize(None) if ts.tz is not None else ts
 
 
-def make_config(*, assets: Any = 5, start: Any = "2018-01-01", end: Any = "2020-12-31",
-                fold_length: Any = 252, step_size: Any = 126, test_length: Any = None,
-                gap: Any = 0, anchored: Any = False, model: Any = "ridge",
-                threshold: Any = 0.0, long_only: Any = False, cost_bps: Any = 1.0,
-                source: Any = "synthetic", impl: Any = "fast", n_jobs: Any = 1,
-                backend: Any = "loky", scheduler: Any = "local", seed: Any = 0,
-                n_estimators: Any = 100, alpha: Any = 1.0) -> WalkForwardConfig:
-    """Validate every parameter (``ValueError`` naming it) and resolve the data files."""
+def make_config(*, symbols: Any = None, assets: Any = None, start: Any = "2018-01-01",
+                end: Any = "2020-12-31", fold_length: Any = 252, step_size: Any = 126,
+                test_length: Any = None, gap: Any = 0, anchored: Any = False,
+                model: Any = "ridge", threshold: Any = 0.0, long_only: Any = False,
+                cost_bps: Any = 1.0, source: Any = "synthetic", adjust: Any = True,
+                impl: Any = "fast", n_jobs: Any = 1, backend: Any = "loky",
+                scheduler: Any = "local", seed: Any = 0, n_estimators: Any = 100,
+                alpha: Any = 1.0) -> WalkForwardConfig:
+    """Validate every parameter (``ValueError`` naming it) and load the run's data once.
+
+    ``symbols`` (or its older name ``assets``): ``None`` (5), a count (the source's first N),
+    names, or ``"all"``."""
     start_ts, end_ts = _as_date("start", start), _as_date("end", end)
     if start_ts >= end_ts:
         raise ValueError(f"start ({start_ts:%Y-%m-%d}) must be before end ({end_ts:%Y-%m-%d})")
+    if symbols is not None and assets is not None:
+        raise ValueError("give symbols or assets (its older name), not both")
+    param = "assets" if assets is not None else "symbols"
+    selection = assets if assets is not None else symbols
     fold_length = as_int("fold_length", fold_length, min=MIN_FOLD_LENGTH)
     step_size = as_int("step_size", step_size, min=1)
     test_length = step_size if test_length is None else as_int("test_length", test_length, min=1)
@@ -113,57 +137,31 @@ def make_config(*, assets: Any = 5, start: Any = "2018-01-01", end: Any = "2020-
     impl = one_of("impl", impl, IMPLS)
     backend = one_of("backend", backend, BACKENDS)
     n_jobs = resolve_n_jobs(n_jobs)
-    source_s, universe = resolve_source(source)
-    names = _resolve_assets(assets, universe, source_s)
+    adjust = as_bool("adjust", adjust)
+    src = check_source(source)
+    frames = load_frames(src, 5 if selection is None else selection, start_ts, end_ts, adjust,
+                         param)
     return WalkForwardConfig(
-        assets=tuple(names), files=tuple(str(universe[a]) for a in names),
-        start=start_ts, end=end_ts, fold_length=fold_length, step_size=step_size,
-        test_length=test_length, gap=gap, anchored=as_bool("anchored", anchored), model=model,
+        assets=tuple(frames), source=src, start=start_ts, end=end_ts,
+        fold_length=fold_length, step_size=step_size, test_length=test_length, gap=gap,
+        anchored=as_bool("anchored", anchored), model=model,
         threshold=as_float("threshold", threshold, min=0.0),
         long_only=as_bool("long_only", long_only),
-        cost_bps=as_float("cost_bps", cost_bps, min=0.0), source=source_s, impl=impl,
+        cost_bps=as_float("cost_bps", cost_bps, min=0.0), adjust=adjust, impl=impl,
         n_jobs=n_jobs, backend=backend, scheduler=scheduler, seed=as_int("seed", seed, min=0),
         n_estimators=as_int("n_estimators", n_estimators, min=1, max=100_000),
-        alpha=as_float("alpha", alpha, min=0.0, min_inclusive=False))
+        alpha=as_float("alpha", alpha, min=0.0, min_inclusive=False), frames=frames)
 
 
 # --------------------------------------------------------------------------- data sources
-def resolve_source(source: Any) -> tuple[str, dict[str, Path]]:
-    """``"synthetic"`` or a directory of ``<asset>.csv`` / ``<asset>.parquet`` files:
-    returns the source's name and ``{asset: file}``."""
-    if not isinstance(source, (str, os.PathLike)) or not str(source).strip():
-        raise ValueError(f"source must be 'synthetic' or a directory of <asset>.csv files, "
-                         f"got {source!r}")
-    s = str(source).strip()
-    if s.lower() == "synthetic":
-        d = synthetic_source_dir()
-        return "synthetic", {a: d / f"{a}.csv" for a in SYNTHETIC_SYMBOLS}
-    d = paths.resolve_input_path(s)
-    if not d.is_dir():
-        raise ValueError(f"source must be 'synthetic' or a directory of <asset>.csv files; "
-                         f"{s!r} is not a directory")
-    files = sorted([*d.glob("*.csv"), *d.glob("*.parquet")])
-    if not files:
-        raise ValueError(f"source {s!r} has no .csv or .parquet files")
-    out: dict[str, Path] = {}
-    for f in files:
-        out.setdefault(f.stem, f)
-    return s, out
-
-
-def _resolve_assets(assets: Any, universe: dict[str, Path], source: str) -> list[str]:
-    if isinstance(assets, (int, float, np.integer)) and not isinstance(assets, bool):
-        n = as_int("assets", assets, min=1, max=len(universe))
-        return sorted(universe)[:n]
-    names = [str(a) for a in as_list("assets", assets)]
-    if len(set(names)) != len(names):
-        raise ValueError(f"assets has duplicates: {names}")
-    for a in names:
-        if a not in universe:
-            avail = sorted(universe)
-            raise ValueError(f"unknown asset {a!r}: source {source!r} has "
-                             f"{avail[:12]}{' ...' if len(avail) > 12 else ''}")
-    return names
+def load_frames(source: Any, symbols: Any, start: pd.Timestamp, end: pd.Timestamp,
+                adjust: bool = True, param: str = "symbols") -> dict[str, pd.DataFrame]:
+    """``{asset: OHLCV frame}`` of the bars a run reads, validated by the data layer;
+    ``"synthetic"`` is the folder of its CSV files (written once)."""
+    if isinstance(source, str) and source == "synthetic":
+        source = str(synthetic_source_dir())
+    return load(source, symbols, param=param, start=start, end=end, warmup=WARMUP_BARS,
+                adjust=adjust)
 
 
 def synthetic_source_dir() -> Path:
@@ -182,13 +180,12 @@ def synthetic_source_dir() -> Path:
 
 # --------------------------------------------------------------------------- checks, folds
 def check_history(df: pd.DataFrame, asset: str, cfg: WalkForwardConfig) -> tuple[int, int]:
-    """Check the bars a run uses (every bar up to ``end``: the recursive features carry all
-    earlier history) and return ``(first, last + 1)``: the positions of the bars in
-    ``[start, end]``. ``ValueError`` names the asset and the row for NaNs, gaps and a range
-    too short for one fold."""
+    """Check the calendar of the bars a run uses (loaded and validated by the data layer:
+    the warm-up bars and ``[start, end]``) and return ``(first, last + 1)``: the positions of
+    the bars in ``[start, end]``. ``ValueError`` names the asset and the row for gaps and a
+    range too short for one fold."""
     used = df.loc[:cfg.end]
     if len(used):
-        validate_ohlcv(used[["open", "high", "low", "close", "volume"]], name=asset)
         days = np.diff(used.index.asi8) / 86_400e9
         bad = np.flatnonzero(days > MAX_GAP_DAYS)
         if bad.size:
@@ -250,5 +247,5 @@ def check_train_rows(n_train: int, fold: int, asset: str) -> None:
             f"before start")
 
 
-__all__ = ["FEATURES", "MODELS", "METRICS", "WalkForwardConfig", "make_config",
+__all__ = ["FEATURES", "MODELS", "METRICS", "WalkForwardConfig", "make_config", "load_frames",
            "check_history", "fold_windows", "fold_rows", "fold_seed"]

@@ -1,13 +1,14 @@
 """The fast walk-forward path.
 
-1. Load once: each asset's file is read, its features computed by the Numba kernels over its
-   whole history, and both written to a Parquet cache keyed by a content hash of the source
-   files (``cache_dir()/walkforward/<key>/{ohlcv,features}.parquet``; written to a temp
-   folder and renamed, so an interrupted run leaves no partial cache).
+1. Load once: the data layer loads and validates the run's bars (``WalkForwardConfig.frames``,
+   the warm-up bars before ``start`` through ``end``); the features are computed by the Numba
+   kernels over them, and both are written to a Parquet cache keyed by a content hash of the
+   loaded bars (``cache_dir()/walkforward/<key>/{ohlcv,features}.parquet``; written to a
+   temp folder and renamed, so an interrupted run leaves no partial cache).
 2. Columnar store: OHLCV, features and target go into a :class:`~qbt_lib.data.PriceStore`
    (``dates x assets`` matrices, memory-mapped); a task pickles only its path. The cache
-   folder records the store, so a warm run hashes the source files and maps the store
-   (rebuilding it from the Parquet files if it was deleted): no CSV parsing, no features.
+   folder records the store, so a warm run hashes the loaded bars and maps the store
+   (rebuilding it from the Parquet files if it was deleted): no features recomputed.
 3. (fold, asset) tasks through :func:`qbt_lib.parallel.pmap` (sequential, threads, loky or
    Dask) with one BLAS/OpenMP thread per worker. A task reads its rows from the store, fits
    and predicts, and trades the test window with ``nb.backtest_nb``. Ridge tasks take about
@@ -29,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .. import paths
-from ..data import OHLCV, PriceStore, load_ohlcv
+from ..data import OHLCV, PriceStore
 from ..parallel import pmap
 from .config import (FEATURES, METRICS, WalkForwardConfig, check_history, check_train_rows,
                      fold_rows, fold_seed, fold_windows, n_folds_of)
@@ -39,7 +40,6 @@ from .nb import backtest_nb
 
 FEATURE_VERSION = "wf-features-2"   # bump when a feature definition changes
 STORE_FIELDS = (*OHLCV, *FEATURES, "target", "bar")   # bar: 1 where the asset has a bar
-_HASH_BLOCK = 1 << 20
 
 
 @dataclasses.dataclass
@@ -52,15 +52,16 @@ class Panel:
     cache_hit: bool
 
 
-def source_key(files, assets) -> str:
-    """Content hash of the source files (bytes), the asset names and the feature version."""
+def source_key(frames: dict[str, pd.DataFrame]) -> str:
+    """Content hash of the loaded bars (dates and OHLCV), the asset names and the feature
+    version: the same data from any kind of source shares one cache entry."""
     h = hashlib.blake2b(digest_size=16)
     h.update(FEATURE_VERSION.encode())
-    for asset, f in zip(assets, files):
+    for asset, f in frames.items():
         h.update(f"\0{asset}\0".encode())
-        with open(f, "rb") as fh:
-            while block := fh.read(_HASH_BLOCK):
-                h.update(block)
+        h.update(f.index.asi8.tobytes())
+        for c in OHLCV:
+            h.update(np.ascontiguousarray(f[c].to_numpy(np.float64)).tobytes())
     return h.hexdigest()
 
 
@@ -82,10 +83,10 @@ def _from_long(df: pd.DataFrame, assets, cols) -> dict[str, pd.DataFrame]:
 
 
 def _compute(cfg: WalkForwardConfig) -> dict[str, pd.DataFrame]:
-    """Parse the source files and compute every asset's features over its whole history."""
+    """Compute every asset's features over the bars the run loaded (warm-up included)."""
     out = {}
-    for asset, f in zip(cfg.assets, cfg.files):
-        df = load_ohlcv(f, validate=False)[list(OHLCV)]
+    for asset in cfg.assets:
+        df = cfg.frames[asset][list(OHLCV)]
         n = len(df)
         F, y = feature_matrix_nb(*(np.ascontiguousarray(df[c].to_numpy(np.float64))
                                    for c in ("high", "low", "close", "volume")),
@@ -123,7 +124,7 @@ def _open_recorded_store(final: Path) -> PriceStore | None:
 
 def load_panel(cfg: WalkForwardConfig) -> Panel:
     """The run's data as a memory-mapped store, through the content-hash cache."""
-    key = source_key(cfg.files, cfg.assets)
+    key = source_key(cfg.frames)
     root = paths.cache_dir() / "walkforward"
     root.mkdir(parents=True, exist_ok=True)
     final = root / key

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..data import load_ohlcv
 from .config import (FEATURES, WalkForwardConfig, check_history, check_train_rows,
                      fold_rows, fold_seed, fold_windows, n_folds_of)
 from .features import TA_EPSILON
@@ -93,7 +92,8 @@ def backtest_pandas(prediction: pd.Series, ret: pd.Series, cfg: WalkForwardConfi
 
 
 def _read(cfg: WalkForwardConfig, j: int) -> pd.DataFrame:
-    return load_ohlcv(cfg.files[j], validate=False)
+    asset = cfg.assets[j]
+    return cfg.load([asset])[asset]
 
 
 def run_reference(cfg: WalkForwardConfig) -> list[dict]:

@@ -235,32 +235,26 @@ def score_patterns(L: np.ndarray, H: np.ndarray, piv: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- data sources
-def load_source(source: str = "synthetic", symbols: Any = 10, n_bars: int = 2000,
-                seed: int = 0) -> dict[str, pd.DataFrame]:
-    """``{symbol: OHLCV frame}`` from ``"synthetic"`` (``symbols`` x ``n_bars`` GARCH bars),
-    ``"sp500"`` (the real S&P 500 daily bars shipped with ``arch``) or a CSV/Parquet path
-    (``symbols``: None/"all", a count of the first symbols, or a list of names)."""
-    src = str(source).strip()
-    if src.lower() == "synthetic":
-        n_bars = as_int("n_bars", n_bars, min=MIN_WINDOW, max=10_000_000)
-        return _data.synthetic_market(symbols, n_bars=n_bars, seed=seed)
-    if src.lower() == "sp500":
-        return {"SP500": _data.sample_data("sp500")}
-    frames = _data.load_universe(src)
-    if symbols is None or (isinstance(symbols, str) and symbols.strip().lower() == "all"):
-        return frames
-    if isinstance(symbols, (int, float)) and not isinstance(symbols, bool):
-        k = as_int("symbols", symbols, min=1)
-        return dict(list(frames.items())[:k])
-    names = _data.symbol_names(symbols)
-    missing = [s for s in names if s not in frames]
-    if missing:
-        raise ValueError(f"symbols {missing} are not in {src} (it has {list(frames)[:10]})")
-    return {s: frames[s] for s in names}
+def load_source(source: Any = "synthetic", symbols: Any = None, n_bars: int = 2000,
+                seed: int = 0, *, start: Any = None, end: Any = None,
+                adjust: bool = True) -> dict[str, pd.DataFrame]:
+    """``{symbol: OHLCV frame}`` through ``qbt_lib.data.load``: ``"synthetic"`` (``symbols``
+    x ``n_bars`` GARCH bars; ``symbols=None``: 10), ``"sp500"`` (the real S&P 500 daily bars
+    shipped with ``arch``, symbol ``SP500``), a CSV/Parquet file, a directory, a
+    Hive-partitioned dataset, a DataFrame or a dict of frames (``symbols``: None/"all", a
+    count of the first symbols, or a list of names); ``start``/``end`` cut the bars."""
+    def generate(sy: Any) -> dict[str, pd.DataFrame]:
+        bars = as_int("n_bars", n_bars, min=MIN_WINDOW, max=10_000_000)
+        return _data.synthetic_market(_data.generator_symbols(sy, 10), n_bars=bars, seed=seed)
+
+    return _data.load(source, symbols, start=start, end=end, adjust=adjust,
+                      require=("high", "low"), synthetic=generate)
 
 
-def _as_store(data: Any) -> _data.PriceStore:
-    """A price store (high, low) from a frame, ``{symbol: frame}`` or a store, validated."""
+def _as_store(data: Any, symbols: Any = None, start: Any = None, end: Any = None,
+              adjust: bool = True) -> _data.PriceStore:
+    """A price store (high, low) from a ``PriceStore`` (checked) or any source
+    ``qbt_lib.data.load`` takes (a frame, ``{symbol: frame}``, a path, "sp500", ...)."""
     if isinstance(data, _data.PriceStore):
         store = data
         for j, sym in enumerate(store.symbols):
@@ -269,19 +263,11 @@ def _as_store(data: Any) -> _data.PriceStore:
             gone = np.isnan(lo) & np.isnan(hi)
             check_prices(lo[~gone], hi[~gone], name=sym, dates=store.dates[~gone])
         return store
-    if isinstance(data, pd.DataFrame):
-        data = {"data": data}
-    if not isinstance(data, Mapping) or not data:
-        raise ValueError("data must be a DataFrame, a non-empty {symbol: DataFrame} mapping "
-                         "or a PriceStore")
-    for sym, df in data.items():
-        if not isinstance(df, pd.DataFrame) or not {"high", "low"} <= set(df.columns):
-            raise ValueError(f"{sym}: needs a DataFrame with 'high' and 'low' columns")
-        if not isinstance(df.index, pd.DatetimeIndex):
-            raise ValueError(f"{sym}: the index must be a DatetimeIndex")
-        check_prices(df["low"].to_numpy(), df["high"].to_numpy(), name=str(sym),
-                     dates=df.index)
-    return _data.PriceStore.build({str(k): v for k, v in data.items()}, fields=("high", "low"))
+    if data is None or (isinstance(data, Mapping) and not data):
+        raise ValueError("data must be a DataFrame, a non-empty {symbol: DataFrame} mapping, "
+                         "a source (path, 'sp500', 'synthetic') or a PriceStore")
+    frames = load_source(data, symbols, start=start, end=end, adjust=adjust)
+    return _data.PriceStore.build(frames, fields=("high", "low"))
 
 
 def _symbol_bars(store: _data.PriceStore, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -366,7 +352,8 @@ def _run_task(task: dict) -> list[tuple]:
     return out
 
 
-def scan(data: Any, *, window: int | None = None, overlap: float = 0.0,
+def scan(data: Any, *, symbols: Any = None, start: Any = None, end: Any = None,
+         adjust: bool = True, window: int | None = None, overlap: float = 0.0,
          max_start_points: int | None = None, up_to: int = 15,
          rules: Any = "compat", directions: Any = "up", top_k: int = 0,
          impl: str = "fast", n_jobs: int = 1, backend: str = "loky", device: str = "cpu",
@@ -374,8 +361,10 @@ def scan(data: Any, *, window: int | None = None, overlap: float = 0.0,
          gpu_batch_jobs: int | None = None) -> WaveScan:
     """Scan many symbols for impulses; returns a :class:`WaveScan`.
 
-    ``data``: a frame, ``{symbol: frame}`` (columns ``high``, ``low``; DatetimeIndex) or a
-    ``PriceStore``. ``window``/``overlap``/``max_start_points``: the scan shape (module doc).
+    ``data``: any source ``qbt_lib.data.load`` takes (a frame or ``{symbol: frame}`` with
+    ``high``/``low`` columns and a DatetimeIndex, a CSV/Parquet path, ``"sp500"``,
+    ``"synthetic"``) or a ``PriceStore``; ``symbols``/``start``/``end``/``adjust`` select and
+    cut it (every used bar is validated). ``window``/``overlap``/``max_start_points``: the scan shape (module doc).
     ``rules``: "compat", "diagonal" or both; ``directions``: "up", "down" or both.
     ``impl="fast"`` runs Numba on the CPU (symbols x start-bar chunks over the parallel layer,
     ``n_jobs``/``backend``, each worker memory-mapping the price store) or, when ``device``
@@ -398,7 +387,7 @@ def scan(data: Any, *, window: int | None = None, overlap: float = 0.0,
     backend = one_of("backend", backend, parallel.BACKENDS)
     n_workers = parallel.resolve_n_jobs(n_jobs)
     dev = resolve_device(device) if impl == "fast" else "cpu"
-    store = _as_store(data)
+    store = _as_store(data, symbols, start, end, adjust)
     params = dict(window=window, overlap=overlap, max_start_points=k, up_to=up_to,
                   rules=rules_l, directions=dirs, top_k=top_k, impl=impl, n_jobs=n_workers,
                   backend=backend, device=dev)

@@ -1,4 +1,8 @@
-"""The data layer: the OHLCV contract, loaders, the synthetic market and the price store.
+"""The data layer: the only place qbt loads prices.
+
+:func:`load` (``sources.py``) turns any ``source`` (``"synthetic"``, ``"sp500"``, a CSV/Parquet
+file, a directory, a Hive-partitioned dataset, a DataFrame, a dict of frames, or a registered
+name) into ``{symbol: frame}`` of the bars a run uses, ordered, cut, adjusted and validated.
 
 The OHLCV contract: a ``DatetimeIndex`` strictly increasing and unique, float64 columns
 ``open high low close volume`` (extra columns are allowed and kept), every row finite with
@@ -21,14 +25,14 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import paths
-from .params import as_int
+from .. import paths
+from ..params import as_int
+from .sources import (OHLCV, SP500, Loaded, as_date, check_source, check_vol_units,
+                      generator_symbols, load, parse_vol, realized_vol, register_source,
+                      registered_sources, select_symbols, source_label, vix)
 
-OHLCV = ("open", "high", "low", "close", "volume")
 PRICE_FIELDS = ("open", "high", "low", "close")
 
-_DATE_NAMES = ("date", "datetime", "timestamp", "time", "day")
-_SYMBOL_NAMES = ("symbol", "ticker", "asset", "name")
 
 
 # --------------------------------------------------------------------------- validation
@@ -37,23 +41,27 @@ def _row_label(index: pd.Index, i: int) -> str:
     return v.strftime("%Y-%m-%d") if isinstance(v, pd.Timestamp) else str(v)
 
 
-def validate_ohlcv(df: pd.DataFrame, name: str | None = None) -> pd.DataFrame:
+def validate_ohlcv(df: pd.DataFrame, name: str | None = None, require: Sequence[str] = OHLCV,
+                   row0: int = 0) -> pd.DataFrame:
     """Check ``df`` against the OHLCV contract; return it unchanged or raise ``ValueError``.
 
-    The message names the symbol (``name``), the first offending row (position and date)
-    and the rule, e.g. ``SPX: row 17 (2020-01-24): high < max(open, close)``.
+    ``require``: the columns that must be there; the other OHLCV columns are checked when
+    present (a close-only series is fine for a workload that reads only closes). The message
+    names the symbol (``name``), the first offending row (``row0`` + position, and date) and
+    the rule, e.g. ``SPX: row 17 (2020-01-24): high < max(open, close)``.
     """
     who = f"{name}: " if name else ""
     if not isinstance(df, pd.DataFrame):
         raise ValueError(f"{who}OHLCV data must be a pandas DataFrame, got {type(df).__name__}")
-    missing = [c for c in OHLCV if c not in df.columns]
+    missing = [c for c in require if c not in df.columns]
     if missing:
         raise ValueError(f"{who}OHLCV data is missing column(s) {missing}; has {list(df.columns)}")
     if len(df) == 0:
         raise ValueError(f"{who}OHLCV data is empty")
     if not isinstance(df.index, pd.DatetimeIndex):
         raise ValueError(f"{who}OHLCV index must be a DatetimeIndex, got {type(df.index).__name__}")
-    for c in OHLCV:
+    cols = [c for c in OHLCV if c in df.columns]
+    for c in cols:
         if df[c].dtype != np.float64:
             raise ValueError(f"{who}column {c!r} must be float64, got {df[c].dtype}")
 
@@ -64,15 +72,20 @@ def validate_ohlcv(df: pd.DataFrame, name: str | None = None) -> pd.DataFrame:
     else:
         date_bad = None
 
-    o, h, l, c, v = (df[k].to_numpy() for k in OHLCV)
-    stacked = np.stack([o, h, l, c, v])
-    rules = [
-        ("NaN or inf value", ~np.isfinite(stacked).all(axis=0)),
-        ("price <= 0", (stacked[:4] <= 0).any(axis=0)),
-        ("high < max(open, close)", h < np.maximum(o, c)),
-        ("low > min(open, close)", l > np.minimum(o, c)),
-        ("volume < 0", v < 0),
-    ]
+    a = {c: df[c].to_numpy() for c in cols}
+    prices = [a[c] for c in PRICE_FIELDS if c in a]
+    rules = [(f"{c} is NaN or inf", ~np.isfinite(v)) for c, v in a.items()]
+    if prices:
+        rules.append(("price <= 0", (np.stack(prices) <= 0).any(axis=0)))
+    oc = [a[c] for c in ("open", "close") if c in a]
+    if "high" in a and oc:
+        rules.append(("high < max(open, close)", a["high"] < np.maximum.reduce(oc)))
+    if "low" in a and oc:
+        rules.append(("low > min(open, close)", a["low"] > np.minimum.reduce(oc)))
+    if "high" in a and "low" in a and not oc:
+        rules.append(("high < low", a["high"] < a["low"]))
+    if "volume" in a:
+        rules.append(("volume < 0", a["volume"] < 0))
     first: tuple[int, str] | None = None
     for rule, mask in rules:
         hits = np.flatnonzero(mask)
@@ -84,133 +97,40 @@ def validate_ohlcv(df: pd.DataFrame, name: str | None = None) -> pd.DataFrame:
         first = (date_bad, f"{kind} (previous row {prev})")
     if first is not None:
         i, rule = first
-        row = ", ".join(f"{k}={df[k].iloc[i]!r}" for k in OHLCV)
-        raise ValueError(f"{who}row {i} ({_row_label(df.index, i)}): {rule} [{row}]")
+        row = ", ".join(f"{k}={float(a[k][i])!r}" for k in cols)
+        raise ValueError(f"{who}row {row0 + i} ({_row_label(df.index, i)}): {rule} [{row}]")
     return df
 
 
 # --------------------------------------------------------------------------- loading
-def _normalize_frame(raw: pd.DataFrame, source: str) -> pd.DataFrame:
-    """Lower-case the headers, find the date column, drop ``adj close``, cast to float64."""
-    df = raw.copy()
-    df.columns = [str(c).strip().lower().replace("_", " ") for c in df.columns]
-    df = df.drop(columns=[c for c in df.columns if c in ("adj close", "adjclose")])
-    df.columns = [c.replace(" ", "_") for c in df.columns]
-    if not isinstance(df.index, pd.DatetimeIndex):
-        date_col = next((c for c in df.columns if c in _DATE_NAMES), None)
-        if date_col is None:
-            if df.index.name and str(df.index.name).lower() in _DATE_NAMES:
-                df.index = pd.to_datetime(df.index)
-            else:
-                raise ValueError(f"{source}: no date column (looked for {list(_DATE_NAMES)}); "
-                                 f"columns are {list(df.columns)}")
-        else:
-            try:
-                df.index = pd.to_datetime(df.pop(date_col))
-            except (ValueError, TypeError) as e:
-                raise ValueError(f"{source}: cannot parse column {date_col!r} as dates: {e}") from None
-    df.index = df.index.tz_localize(None) if df.index.tz is not None else df.index
-    df.index = df.index.astype("datetime64[ns]")
-    df.index.name = "date"
-    return df
+def load_ohlcv(path: str | os.PathLike, **kw) -> pd.DataFrame:
+    """One symbol's validated daily OHLCV from a CSV (Yahoo-style headers, any case) or
+    Parquet file: :func:`load` of a one-symbol source."""
+    frames = load(path, **kw)
+    if len(frames) != 1:
+        raise ValueError(f"{path}: holds {len(frames)} symbols, expected one "
+                         f"({list(frames)[:10]})")
+    return next(iter(frames.values()))
 
 
-def _to_ohlcv(df: pd.DataFrame, source: str) -> pd.DataFrame:
-    missing = [c for c in OHLCV if c not in df.columns]
-    if missing:
-        raise ValueError(f"{source}: missing column(s) {missing}; has {list(df.columns)}")
-    out = df.copy()
-    for c in OHLCV:
-        try:
-            out[c] = pd.to_numeric(out[c], errors="raise").astype(np.float64)
-        except (ValueError, TypeError):
-            bad = pd.to_numeric(out[c], errors="coerce").isna() & out[c].notna()
-            i = int(np.flatnonzero(bad.to_numpy())[0]) if bad.any() else 0
-            raise ValueError(f"{source}: row {i}: column {c!r} is not numeric "
-                             f"({out[c].iloc[i]!r})") from None
-    return out
-
-
-def read_table(path: str | os.PathLike) -> tuple[pd.DataFrame, str]:
-    """Read a CSV or Parquet file into a raw DataFrame with clear errors for a missing or
-    empty file or an unknown type; returns ``(frame, source name for messages)``."""
-    p = paths.resolve_input_path(path)
-    src = str(path)
-    if not p.exists():
-        raise FileNotFoundError(f"data file not found: {src}")
-    if p.is_file() and p.stat().st_size == 0:
-        raise ValueError(f"{src}: the file is empty")
-    suffix = p.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq") or p.is_dir():
-            raw = pd.read_parquet(p)
-        elif suffix in (".csv", ".txt", ".gz"):
-            raw = pd.read_csv(p)
-        else:
-            raise ValueError(f"{src}: unknown file type {suffix!r} (use .csv or .parquet)")
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{src}: the file is empty") from None
-    if len(raw) == 0:
-        raise ValueError(f"{src}: the file has a header but no rows")
-    return raw, src
-
-
-def load_ohlcv(path: str | os.PathLike, validate: bool = True) -> pd.DataFrame:
-    """Load one symbol's daily OHLCV from CSV (Yahoo-style headers, any case) or Parquet."""
-    raw, src = read_table(path)
-    df = _to_ohlcv(_normalize_frame(raw, src), src)
-    if validate:
-        validate_ohlcv(df, name=src)
-    return df
-
-
-def load_universe(path: str | os.PathLike, validate: bool = True) -> dict[str, pd.DataFrame]:
-    """Load many symbols: a long table with a symbol/ticker/asset column, or a directory of
-    one file per symbol (the file stem is the symbol). Returns ``{symbol: frame}``."""
-    p = paths.resolve_input_path(path)
-    if p.is_dir():
-        files = sorted([*p.glob("*.csv"), *p.glob("*.parquet")])
-        if not files:
-            raise ValueError(f"{path}: the directory has no .csv or .parquet files")
-        return {f.stem: load_ohlcv(f, validate=validate) for f in files}
-    raw, src = read_table(path)
-    df = _normalize_frame(raw, src)
-    sym = next((c for c in df.columns if c in _SYMBOL_NAMES), None)
-    if sym is None:
-        one = _to_ohlcv(df, src)
-        if validate:
-            validate_ohlcv(one, name=src)
-        return {Path(src).stem: one}
-    out = {}
-    for s, g in df.groupby(sym, sort=False):
-        g = _to_ohlcv(g.drop(columns=[sym]).sort_index(kind="stable"), f"{src}[{s}]")
-        if validate:
-            validate_ohlcv(g, name=f"{src}[{s}]")
-        out[str(s)] = g
-    return out
+def load_universe(path: str | os.PathLike, **kw) -> dict[str, pd.DataFrame]:
+    """Many symbols, validated: :func:`load` (a long table, a directory of one file per
+    symbol, or a Hive-partitioned dataset)."""
+    return load(path, **kw)
 
 
 def sample_data(name: str = "sp500") -> pd.DataFrame:
     """Real market data shipped inside the ``arch`` package.
 
     ``"sp500"``: daily S&P 500 OHLCV 1999-2018 (validated OHLCV frame);
-    ``"vix"``: the VIX index close 2014-2019 (one column ``vix``).
+    ``"vix"``: the VIX index close 2014-2019 (one column ``vix``, percent points).
     """
     key = str(name).strip().lower()
-    if key not in ("sp500", "vix"):
-        raise ValueError(f"sample data name must be 'sp500' or 'vix', got {name!r}")
-    try:
-        import arch.data.sp500
-        import arch.data.vix
-    except ImportError:
-        raise ImportError("the real-data sample needs the 'arch' package: "
-                          "pip install arch (it is in qbt's dev extra: pip install -e .[dev])") from None
     if key == "sp500":
-        df = _to_ohlcv(_normalize_frame(arch.data.sp500.load(), "sp500"), "sp500")
-        return validate_ohlcv(df[list(OHLCV)], name="sp500")
-    df = _normalize_frame(arch.data.vix.load(), "vix")
-    df["vix"] = df["vix"].astype(np.float64)
-    return df
+        return load("sp500")[SP500]
+    if key == "vix":
+        return vix().to_frame("vix")
+    raise ValueError(f"sample data name must be 'sp500' or 'vix', got {name!r}")
 
 
 # --------------------------------------------------------------------------- writing

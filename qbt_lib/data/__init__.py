@@ -29,7 +29,7 @@ from .. import paths
 from ..params import as_int
 from .sources import (OHLCV, SP500, Loaded, as_date, check_source, check_vol_units,
                       generator_symbols, load, parse_vol, realized_vol, register_source,
-                      registered_sources, select_symbols, source_label, vix)
+                      registered_sources, select_symbols, source_label, span, vix)
 
 PRICE_FIELDS = ("open", "high", "low", "close")
 

@@ -607,3 +607,21 @@ def source_label(source: Any) -> str:
     if isinstance(source, Mapping):
         return f"dict of {len(source)} frame(s)"
     return str(source)
+
+
+def span(source: Any, symbols: Any = None, *, param: str = "symbols",
+         synthetic: Callable[[Any], Any] | None = None,
+         options: Mapping[str, Any] | None = None) -> dict[str, tuple[pd.Timestamp, pd.Timestamp]]:
+    """``{symbol: (first date, last date)}`` of a source's selected symbols, for a run that
+    sets its range from the data (e.g. "the last three years"). Only the dates are read and
+    ordered here; the prices are validated by :func:`load` once the range is known."""
+    shown, raw, generated = _raw_frames(source, symbols, param, synthetic, options or {})
+    names = list(raw) if generated else select_symbols(list(raw), symbols, param, shown)
+    out = {}
+    for sym in names:
+        who = str(sym)
+        df, _ = _order_dates(_with_dates(raw[sym], who), who)
+        if len(df) == 0:
+            raise ValueError(f"{who}: no bars")
+        out[sym] = (df.index[0], df.index[-1])
+    return out

@@ -54,12 +54,14 @@ from ..device import resolve_device
 from ..params import as_bool, as_float, as_int, one_of
 from . import core
 from .core import ROW_COLUMNS, SIDES, compare_rows, day_tables, rows_table, summary_table
-from .market import (build_store, check_store, clean_frames, load_market, market_frames,
+from .market import (build_store, check_store, clean_frames, data_years, load_market,
+                     market_frames,
                      select_assets, sp500_frames, synthetic_frames)
 from .schedule import Schedule, asset_days, build_schedule
 
 __all__ = ["IMPLS", "OUTPUTS", "Backtest", "Schedule", "backtest", "build_schedule",
            "build_store", "clean_frames", "compare_rows", "market_frames", "load_market",
+           "data_years",
            "reference_backtest", "run", "select_assets", "sp500_frames", "synthetic_frames",
            "value_path", "warm_up", "compare_impls"]
 
@@ -504,8 +506,8 @@ def compare_impls(store: data.PriceStore, schedule: Schedule, impls=("reference"
 
 
 # --------------------------------------------------------------------------- all at once
-def run(source: Any = "synthetic", assets: Any = None, start_year: int = 2001,
-        end_year: int = 2024,
+def run(source: Any = "synthetic", assets: Any = None, start_year: Any = None,
+        end_year: Any = None,
         per_month: int = 8, tenor: int = 63, side: str = "long", rate: float = 0.0,
         hedge: bool = True, impl: str = "numba", n_jobs: int = 1, backend: str = "threads",
         device: str = "auto", seed: int = 0, vol_premium: float = 0.02,
@@ -513,10 +515,13 @@ def run(source: Any = "synthetic", assets: Any = None, start_year: int = 2001,
         output_path: str | None = None,
         chunk_size: int = DEFAULT_CHUNK, scheduler: str | None = "local",
         progress: bool | None = None) -> Backtest:
-    """Load the market, build the schedule and run the backtest (the notebook's one call)."""
+    """Load the market, build the schedule and run the backtest (the notebook's one call).
+    ``start_year``/``end_year=None``: 2001-2024 on the synthetic market, else the years the
+    data covers."""
     store, names = load_market(source, assets, start_year, end_year, tenor, seed,
                                vol_premium, vol, adjust)
-    sched = build_schedule(store, names, start_year, end_year, per_month, tenor)
+    y0, y1 = data_years(store, names, start_year, end_year, source)
+    sched = build_schedule(store, names, y0, y1, per_month, tenor)
     return backtest(store, sched, rate=rate, side=side, hedge=hedge, impl=impl, device=device,
                     n_jobs=n_jobs, backend=backend, scheduler=scheduler,
                     chunk_size=chunk_size, output=output, path=output_path, progress=progress)

@@ -64,19 +64,26 @@ def synthetic_frames(assets: int | Sequence[str] = 8, start_year: int = 2001,
             for a, f in frames.items()}
 
 
-def market_frames(source: Any = "synthetic", assets: Any = None, start_year: int = 2001,
-                  end_year: int = 2024, tenor: int = 63, seed: int = 0,
+SYNTHETIC_YEARS = (2001, 2024)   # start_year/end_year=None on the synthetic source
+
+
+def market_frames(source: Any = "synthetic", assets: Any = None, start_year: Any = None,
+                  end_year: Any = None, tenor: int = 63, seed: int = 0,
                   vol_premium: float = 0.02, vol: Any = "column",
                   adjust: bool = True) -> dict[str, pd.DataFrame]:
-    """``{asset: DataFrame[price, vol]}`` of any source (see the module docstring)."""
+    """``{asset: DataFrame[price, vol]}`` of any source (see the module docstring).
+    ``start_year=None``: the synthetic market's 2001, or a real source's first bar."""
     kind, window = data.parse_vol(vol)
-    start_year = as_int("start_year", start_year, min=1900, max=2200)
+    if start_year is not None:
+        start_year = as_int("start_year", start_year, min=1900, max=2200)
     src = data.check_source(source)
+    syn_years = (SYNTHETIC_YEARS[0] if start_year is None else start_year,
+                 SYNTHETIC_YEARS[1] if end_year is None else end_year)
     frames = data.load(
-        src, assets, param="assets", start=f"{start_year}-01-01", warmup=window,
-        adjust=adjust, require=("close",), keep=("vol",),
+        src, assets, param="assets", start=None if start_year is None else f"{start_year}-01-01",
+        warmup=window, adjust=adjust, require=("close",), keep=("vol",),
         synthetic=lambda sy: synthetic_frames(data.generator_symbols(sy, 8, "assets"),
-                                              start_year, end_year, tenor, seed, vol_premium))
+                                              *syn_years, tenor, seed, vol_premium))
     if kind == "column" and src == "sp500":
         frames = _with_vix(frames)
     out = {}
@@ -215,8 +222,8 @@ def select_assets(store: data.PriceStore, assets) -> list[str]:
     return data.select_symbols(store.symbols, assets, param="assets", source="the data")
 
 
-def load_market(source: Any = "synthetic", assets: Any = None, start_year: int = 2001,
-                end_year: int = 2024, tenor: int = 63, seed: int = 0,
+def load_market(source: Any = "synthetic", assets: Any = None, start_year: Any = None,
+                end_year: Any = None, tenor: int = 63, seed: int = 0,
                 vol_premium: float = 0.02, vol: Any = "column",
                 adjust: bool = True) -> tuple[data.PriceStore, list[str]]:
     """``(store, asset names)`` for any source (see the module docstring). ``assets``:
@@ -226,3 +233,20 @@ def load_market(source: Any = "synthetic", assets: Any = None, start_year: int =
                            vol, adjust)
     store = build_store(frames)
     return store, list(frames)
+
+
+def data_years(store: data.PriceStore, assets: Sequence[str], start_year: Any = None,
+               end_year: Any = None, source: Any = None) -> tuple[int, int]:
+    """The schedule's years: as given, else 2001-2024 on the synthetic market (its data runs
+    a tenor past the end), else the first and last year the assets trade."""
+    if isinstance(source, str) and source.strip().lower() == "synthetic":
+        return (SYNTHETIC_YEARS[0] if start_year is None else start_year,
+                SYNTHETIC_YEARS[1] if end_year is None else end_year)
+    price = store["price"]
+    cols = [store.symbol_index(a) for a in assets]
+    trades = np.isfinite(np.asarray(price[:, cols])).any(axis=1)
+    days = store.dates[trades]
+    if len(days) == 0:
+        raise ValueError("the selected assets have no prices")
+    return (days[0].year if start_year is None else start_year,
+            days[-1].year if end_year is None else end_year)

@@ -35,7 +35,7 @@ __all__ = ["run", "before_after", "agreement", "headline", "fresh_cache_dir", "m
            "MODELS", "IMPLS", "OUTPUT_FILES"]
 
 
-def run(symbols: Any = None, start: Any = "2018-01-01", end: Any = "2020-12-31",
+def run(symbols: Any = None, start: Any = None, end: Any = None,
         fold_length: Any = 252, step_size: Any = 126, test_length: Any = None, gap: Any = 0,
         anchored: Any = False, model: Any = "ridge", threshold: Any = 0.0,
         long_only: Any = False, cost_bps: Any = 1.0, source: Any = "synthetic",
@@ -46,7 +46,8 @@ def run(symbols: Any = None, start: Any = "2018-01-01", end: Any = "2020-12-31",
     """Run a walk-forward backtest and return its tables (see :class:`WalkForwardResult`).
 
     symbols (older name: assets): None (5), a count (the source's first N assets), names or
-    "all"; start/end: the backtest range (the 250 bars before start are feature warm-up); fold_length/step_size/test_length/gap: fold
+    "all"; start/end: the backtest range (the 250 bars before start are feature warm-up;
+    end=None: the assets' last common date, start=None: 3 years before end); fold_length/step_size/test_length/gap: fold
     layout in trading days (test_length defaults to step_size); anchored: expanding
     training window; model: ridge (alpha, closed form), random_forest (n_estimators trees,
     depth 10) or hist_gb (n_estimators boosting rounds); threshold: |prediction| needed to

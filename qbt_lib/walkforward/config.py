@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from .. import paths
-from ..data import OHLCV, check_source, load, source_label, symbol_names, synthetic_market
+from ..data import check_source, load, source_label, symbol_names, synthetic_market
+from ..data import span as data_span
 from ..parallel import BACKENDS, chunk_seed, resolve_n_jobs
 from ..params import as_bool, as_float, as_int, as_list, one_of
 from .features import FEATURES, LOOKBACK
@@ -43,12 +44,14 @@ BARS_PER_YEAR = 252
 MIN_FOLD_LENGTH = 50       # = LOOKBACK: a test row always has every feature defined
 MIN_TRAIN_ROWS = 20        # complete training rows a fold needs after the warm-up
 MAX_GAP_DAYS = 7           # calendar days between bars beyond which the data has a gap
+DEFAULT_YEARS = 3          # start=None: this many years before end
 WARMUP_BARS = 250          # bars before start the features read (5 x LOOKBACK: the recursive
                            # ones, EMA/RSI/ATR, forget their first value to < 1e-10)
 
 # The synthetic source: a fixed universe of GARCH(1,1) assets written once as CSV files
 # (the reference path re-reads them every fold, like the seed's CSV-based pipeline).
 SYNTHETIC_SYMBOLS = tuple(symbol_names(10))
+SYNTHETIC_DEFAULT = 5      # symbols=None on the synthetic source
 SYNTHETIC_SEED = 2024
 SYNTHETIC_START = "2000-01-03"
 SYNTHETIC_BARS = 6800      # business days to 2026-01
@@ -110,8 +113,8 @@ def _as_date(name: str, value: Any) -> pd.Timestamp:
     return ts.tz_localize(None) if ts.tz is not None else ts
 
 
-def make_config(*, symbols: Any = None, assets: Any = None, start: Any = "2018-01-01",
-                end: Any = "2020-12-31", fold_length: Any = 252, step_size: Any = 126,
+def make_config(*, symbols: Any = None, assets: Any = None, start: Any = None,
+                end: Any = None, fold_length: Any = 252, step_size: Any = 126,
                 test_length: Any = None, gap: Any = 0, anchored: Any = False,
                 model: Any = "ridge", threshold: Any = 0.0, long_only: Any = False,
                 cost_bps: Any = 1.0, source: Any = "synthetic", adjust: Any = True,
@@ -120,15 +123,27 @@ def make_config(*, symbols: Any = None, assets: Any = None, start: Any = "2018-0
                 alpha: Any = 1.0) -> WalkForwardConfig:
     """Validate every parameter (``ValueError`` naming it) and load the run's data once.
 
-    ``symbols`` (or its older name ``assets``): ``None`` (5), a count (the source's first N),
-    names, or ``"all"``."""
-    start_ts, end_ts = _as_date("start", start), _as_date("end", end)
-    if start_ts >= end_ts:
-        raise ValueError(f"start ({start_ts:%Y-%m-%d}) must be before end ({end_ts:%Y-%m-%d})")
+    ``symbols`` (or its older name ``assets``): ``None`` (5 synthetic assets, or every
+    symbol of a real source), a count (the source's first N),
+    names, or ``"all"``. ``end=None``: the last date all the assets have; ``start=None``:
+    ``DEFAULT_YEARS`` years before ``end``."""
     if symbols is not None and assets is not None:
         raise ValueError("give symbols or assets (its older name), not both")
     param = "assets" if assets is not None else "symbols"
     selection = assets if assets is not None else symbols
+    src = check_source(source)
+    if selection is None and isinstance(src, str) and src == "synthetic":
+        selection = SYNTHETIC_DEFAULT        # a real source's default: all its symbols
+    start_ts = None if start is None else _as_date("start", start)
+    end_ts = None if end is None else _as_date("end", end)
+    if start_ts is None or end_ts is None:
+        spans = data_span(_data_source(src), selection, param=param)
+        if end_ts is None:
+            end_ts = min(last for _, last in spans.values())
+        if start_ts is None:
+            start_ts = end_ts - pd.DateOffset(years=DEFAULT_YEARS)
+    if start_ts >= end_ts:
+        raise ValueError(f"start ({start_ts:%Y-%m-%d}) must be before end ({end_ts:%Y-%m-%d})")
     fold_length = as_int("fold_length", fold_length, min=MIN_FOLD_LENGTH)
     step_size = as_int("step_size", step_size, min=1)
     test_length = step_size if test_length is None else as_int("test_length", test_length, min=1)
@@ -138,8 +153,7 @@ def make_config(*, symbols: Any = None, assets: Any = None, start: Any = "2018-0
     backend = one_of("backend", backend, BACKENDS)
     n_jobs = resolve_n_jobs(n_jobs)
     adjust = as_bool("adjust", adjust)
-    src = check_source(source)
-    frames = load_frames(src, 5 if selection is None else selection, start_ts, end_ts, adjust,
+    frames = load_frames(src, selection, start_ts, end_ts, adjust,
                          param)
     return WalkForwardConfig(
         assets=tuple(frames), source=src, start=start_ts, end=end_ts,
@@ -154,13 +168,16 @@ def make_config(*, symbols: Any = None, assets: Any = None, start: Any = "2018-0
 
 
 # --------------------------------------------------------------------------- data sources
+def _data_source(source: Any) -> Any:
+    return str(synthetic_source_dir()) if isinstance(source, str) and source == "synthetic" \
+        else source
+
+
 def load_frames(source: Any, symbols: Any, start: pd.Timestamp, end: pd.Timestamp,
                 adjust: bool = True, param: str = "symbols") -> dict[str, pd.DataFrame]:
     """``{asset: OHLCV frame}`` of the bars a run reads, validated by the data layer;
     ``"synthetic"`` is the folder of its CSV files (written once)."""
-    if isinstance(source, str) and source == "synthetic":
-        source = str(synthetic_source_dir())
-    return load(source, symbols, param=param, start=start, end=end, warmup=WARMUP_BARS,
+    return load(_data_source(source), symbols, param=param, start=start, end=end, warmup=WARMUP_BARS,
                 adjust=adjust)
 
 

@@ -385,7 +385,7 @@ def _with_dates(df: pd.DataFrame, who: str) -> pd.DataFrame:
     if idx.isna().any():
         i = int(np.flatnonzero(idx.isna())[0])
         raise ValueError(f"{who}: row {i}: missing date")
-    out.index = idx.astype("datetime64[ns]").rename("date")
+    out.index = pd.DatetimeIndex(idx.astype("datetime64[ns]").to_numpy(), name="date")  # no freq
     return out
 
 

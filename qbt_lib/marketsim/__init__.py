@@ -45,6 +45,7 @@ from .enums import (BARS_PER_YEAR, DEFAULT_FEES, DEFAULTS, METRICS, SERIES, STRA
 from .models import ARBootstrap, EmpiricalBootstrap, Forecaster, symbol_key
 
 __all__ = ["analyze", "warmup", "synthetic_universe", "load_source", "is_crypto",
+           "asset_classes", "bars_needed",
            "MarketSimResult", "Forecaster", "ARBootstrap", "EmpiricalBootstrap", "STRATEGIES",
            "write_results", "startup_times", "compare_engines", "timing_table", "RTOL", "ATOL"]
 
@@ -102,6 +103,13 @@ def load_source(source: Any = "synthetic", symbols: Any = None, seed: int = 0, *
     return load(source, symbols, start=start, end=end, tail=tail, adjust=adjust,
                 require=SERIES, keep=("asset_class",),
                 synthetic=lambda sy: synthetic_universe(sy, seed=seed))
+
+
+def bars_needed(simulations: Any = DEFAULTS["simulations"], eval_days: Any = DEFAULTS["eval_days"],
+                context: Any = DEFAULTS["context"]) -> int:
+    """Bars per symbol an analysis reads: its ``tail`` (``context + simulations + eval_days``)."""
+    return (as_int("context", context, min=1) + as_int("simulations", simulations, min=1)
+            + as_int("eval_days", eval_days, min=2))
 
 
 ASSET_CLASSES = ("equity", "crypto")

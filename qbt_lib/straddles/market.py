@@ -84,7 +84,7 @@ def market_frames(source: Any = "synthetic", assets: Any = None, start_year: Any
         warmup=window, adjust=adjust, require=("close",), keep=("vol",),
         synthetic=lambda sy: synthetic_frames(data.generator_symbols(sy, 8, "assets"),
                                               *syn_years, tenor, seed, vol_premium))
-    if kind == "column" and src == "sp500":
+    if kind == "column" and isinstance(src, str) and src == "sp500":
         frames = _with_vix(frames)
     out = {}
     for asset, f in frames.items():

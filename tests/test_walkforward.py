@@ -170,7 +170,7 @@ def test_parameter_files_give_the_seed_workloads(size, folds, years):
     import yaml
     p = yaml.safe_load((Path(__file__).parents[1] / "params/walkforward" / f"{size}.yaml")
                        .read_text())
-    cfg = wf.make_config(**{k: p[k] for k in ("assets", "start", "end", "fold_length",
+    cfg = wf.make_config(**{k: p[k] for k in ("symbols", "start", "end", "fold_length",
                                                "step_size", "test_length", "gap", "anchored",
                                                "model", "source")})
     df = cfg.frames[cfg.assets[0]]

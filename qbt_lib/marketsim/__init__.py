@@ -1,4 +1,4 @@
-"""marketsim: daily multi-symbol forecast + strategy analysis (seed 003, spec ``marketsim.md``).
+"""marketsim: daily multi-symbol forecast + strategy analysis (seed 003, ``docs/marketsim.md``).
 
 For every symbol, walk back over the last ``simulations`` days; in each simulation forecast
 every day of an ``eval_days`` window from the bars before it (AR(p) + residual bootstrap by

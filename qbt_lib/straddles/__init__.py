@@ -1,5 +1,7 @@
 """straddles: value monthly option straddles day by day over many assets (seed 004).
 
+The original system, its published figures and the exact semantics: ``docs/straddles.md``.
+
 The story in four calls::
 
     from qbt_lib import straddles

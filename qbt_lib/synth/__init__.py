@@ -1,5 +1,7 @@
 """synth: synthetic training samples for a trading agent, at 1e7-1e10 scale.
 
+The original system, its published figures and the exact semantics: ``docs/synth.md``.
+
 A **sample** is a decision bar ``idx`` of a symbol (uniform in ``[lookback, T - horizon]``)
 with a random trade state (``equity`` ~ U[1e4, 1e6], ``position`` ~ U[-1, 1]), a random
 ``action`` (0 hold, 1 buy, 2 sell), the **window** of the ``lookback`` bars before ``idx``

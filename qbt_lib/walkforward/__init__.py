@@ -1,4 +1,4 @@
-"""Walk-forward ML backtests, parallel and exact (issue #4; spec ``walkforward.md``).
+"""Walk-forward ML backtests, parallel and exact (seed 001, ``docs/walkforward.md``).
 
 >>> from qbt_lib import walkforward as wf
 >>> res = wf.run(assets=5, start="2018-01-01", end="2020-12-31", model="ridge", n_jobs=-1)

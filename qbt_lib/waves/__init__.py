@@ -7,7 +7,7 @@ The pandas-facing API. Parameters are validated here, the engines live apart:
 * ``gpu.py``       - the same tree searched level by level over start bars x symbols, written
   against an array module (CuPy on the GPU, NumPy in the tests).
 
-Semantics (``shared/specs/waves.md``): from a start bar, five monowaves up/down/up/down/up
+Semantics (``docs/waves.md``): from a start bar, five monowaves up/down/up/down/up
 with skips ``(i, j, k, l, m)`` in ``0..up_to-1`` (a 0 is followed by 0s), two chain checks
 and a rule set. ``rules="compat"`` is the original Impulse rule set: for the same bars, start
 bar and ``up_to`` the scan returns exactly the original's impulses. ``"diagonal"`` is the

@@ -1,7 +1,7 @@
 """Numba kernels of the impulse scan: the same patterns as the reference, found by a
 depth-first search over the skip-tuple tree.
 
-Why it is exact and fast (see ``shared/specs/waves.md``):
+Why it is exact and fast (see ``docs/waves.md``):
 
 * A tuple's outcome depends only on its leading skips, and wave k depends only on where wave
   k-1 ended and on its own skip. So the tuples form a tree: a node at depth k is a chain of k

@@ -1,7 +1,7 @@
 """The "before": a direct, readable transcription of the original impulse scanner.
 
 It does what the original ElliottWaveAnalyzer-based scanner did (see
-``shared/specs/waves.md``): for one start bar it tries **every** skip tuple of
+``docs/waves.md``): for one start bar it tries **every** skip tuple of
 ``WaveOptionsGenerator5(up_to)`` in turn, builds the five monowaves of the tuple bar by bar,
 applies the chain's two extra checks and then the rule set, and collects the distinct pivot
 tuples. Nothing is cached and nothing is pruned, so its cost is the original's cost

@@ -11,8 +11,8 @@ What a workload's ``run(bench)`` sees when run from here is a :class:`ProfilingB
 
 - carries the sweep the notebook asked for as hints (``bench.n_jobs_list``, ``bench.backends``,
   ``bench.devices``; a workload may read them with ``getattr`` and a default),
-- caps the repeats per case (``max_repeats``: the report's ``quick`` profile keeps one timed
-  call after the warm-up, so ``make report`` stays within its budget),
+- may lower the bench's minimum repeats per case (``max_repeats``; by default every case is
+  the median of at least 5 timed calls, :data:`qbt_lib.bench.MIN_REPEATS`),
 - profiles, after the run, the reference and the fastest single-worker path once each under
   cProfile and stores the top functions in the JSON (``notes["profiles"]``).
 
@@ -42,7 +42,7 @@ from . import paths
 from .bench import WORKLOADS, Bench
 from .params import as_bool, as_float, as_int, as_list, one_of
 
-SIZES = ("quick", "full")
+SIZES = ("tiny", "quick", "full")
 BACKENDS = ("sequential", "threads", "loky", "dask")
 DEVICES = ("cpu", "gpu")
 REFERENCE_IMPLS = ("reference", "ref", "before")
@@ -249,7 +249,7 @@ class ProfilingConfig:
             f"devices   : {', '.join(self.devices)}",
             f"profile   : {'on' if self.profile else 'off'}"
             + (f" (top {self.top} functions by cumulative time)" if self.profile else ""),
-            f"repeats   : {'as the workload asks' if self.max_repeats is None else f'at most {self.max_repeats} timed call(s) per case'}",
+            f"repeats   : {'median of >= 5 timed calls per case (qbt_lib.bench)' if self.max_repeats is None else f'median of >= {self.max_repeats} timed call(s) per case'}",
             f"output    : {_rel(self.output_dir)}",
         ])
 
@@ -280,6 +280,8 @@ class ProfilingBench(Bench):
                  backends: Sequence[str] = BACKENDS, devices: Sequence[str] = DEVICES,
                  max_repeats: int | None = None, profile: bool = True,
                  profile_seconds: float = 2.0, top: int = 12, **kw: Any):
+        if max_repeats is not None:  # fewer timed calls per case than the bench's rule
+            kw["min_repeats"] = int(max_repeats)
         super().__init__(workload, **kw)
         # hints a workload's run(bench) may read: getattr(bench, "n_jobs_list", (1, -1))
         self.n_jobs_list = tuple(n_jobs_list)
@@ -293,13 +295,9 @@ class ProfilingBench(Bench):
         self._fast_profiles: dict[str, tuple[float, dict]] = {}
         self._skipped_ref: dict | None = None
 
-    def measure(self, name: str, fn: Callable[[], Any], **kw: Any) -> dict:
-        if self.max_repeats is not None:
-            kw["repeats"] = min(int(kw.get("repeats", 3)), self.max_repeats)
-        case = super().measure(name, fn, **kw)
+    def after_measure(self, case: dict, fn: Callable[[], Any]) -> None:
         if self.profile:
             self._maybe_profile(case, fn)
-        return case
 
     def _profile(self, kind: str, case: dict, fn: Callable[[], Any]) -> dict:
         print(f"  profiling {kind}: {case['name']}", flush=True)
@@ -393,8 +391,11 @@ def _short_path(filename: str) -> str:
 
 
 def profile_call(fn: Callable[[], Any], top: int = 12) -> dict:
-    """Run ``fn`` once under cProfile; the ``top`` functions by cumulative time."""
+    """Run ``fn`` once under cProfile; the ``top`` functions by cumulative time and the
+    process's peak RSS during the call (``VmHWM`` reset first)."""
+    from .machine import peak_rss_mb, peak_rss_reset
     prof = cProfile.Profile()
+    peak_rss_reset()
     t = time.perf_counter()
     prof.enable()
     try:
@@ -402,6 +403,7 @@ def profile_call(fn: Callable[[], Any], top: int = 12) -> dict:
     finally:
         prof.disable()
     wall = time.perf_counter() - t
+    peak = peak_rss_mb()
     st = pstats.Stats(prof, stream=io.StringIO())
     rows = []
     for (file, line, func), (cc, nc, tt, ct, _callers) in st.stats.items():
@@ -412,7 +414,8 @@ def profile_call(fn: Callable[[], Any], top: int = 12) -> dict:
         rows.append({"function": label, "ncalls": int(nc), "tottime": float(tt),
                      "cumtime": float(ct)})
     rows.sort(key=lambda r: (-r["cumtime"], r["function"]))
-    return {"wall_seconds": wall, "total_calls": int(st.total_calls), "top": rows[:top]}
+    return {"wall_seconds": wall, "total_calls": int(st.total_calls), "peak_rss_mb": peak,
+            "top": rows[:top]}
 
 
 # --------------------------------------------------------------------------- running
@@ -466,7 +469,7 @@ def run_benchmark(workload: str, cfg: ProfilingConfig, module: str | None = None
             mod = importlib.import_module(module)
             gc.collect()  # what earlier workloads left behind is not this one's memory
             rss0 = _rss_mb()
-            b = ProfilingBench(workload, quick=cfg.size == "quick", out_dir=out_dir,
+            b = ProfilingBench(workload, size=cfg.size, out_dir=out_dir,
                                n_jobs_list=cfg.n_jobs, backends=cfg.backends,
                                devices=cfg.devices, max_repeats=cfg.max_repeats,
                                profile=cfg.profile, profile_seconds=cfg.profile_seconds,
@@ -784,7 +787,8 @@ def profile_tables(doc: dict) -> list[tuple[dict, Any]]:
         df = pd.DataFrame(p.get("top", []), columns=["function", "ncalls", "tottime",
                                                      "cumtime"])
         out.append(({k: p.get(k) for k in ("kind", "case", "impl", "size", "unit",
-                                            "wall_seconds", "total_calls", "error")}, df))
+                                            "wall_seconds", "total_calls", "peak_rss_mb",
+                                            "error")}, df))
     return out
 
 

@@ -295,6 +295,11 @@ class ProfilingBench(Bench):
         self._fast_profiles: dict[str, tuple[float, dict]] = {}
         self._skipped_ref: dict | None = None
 
+    def measure(self, name: str, fn: Callable[[], Any], **kw: Any) -> dict:
+        if self.max_repeats is not None:  # the notebook's cap wins over the workload's ask
+            kw["repeats"] = min(int(kw.get("repeats") or self.max_repeats), self.max_repeats)
+        return super().measure(name, fn, **kw)
+
     def after_measure(self, case: dict, fn: Callable[[], Any]) -> None:
         if self.profile:
             self._maybe_profile(case, fn)
@@ -601,7 +606,8 @@ def gpu_docs(cfg: ProfilingConfig) -> list[dict]:
 
 # --------------------------------------------------------------------------- tables
 _CASE_COLS = ["workload", "name", "impl", "size", "unit", "n_jobs", "workers", "backend",
-              "device", "seconds", "throughput", "GBps", "bw_fraction", "peak_rss_mb"]
+              "device", "seconds", "min", "max", "repeats", "throughput", "GBps",
+              "bw_fraction", "peak_rss_mb"]
 
 
 def cases_frame(doc: dict | None):
@@ -620,9 +626,16 @@ def cases_frame(doc: dict | None):
         r["device"] = c.get("device") or "cpu"
         r["unit"] = c.get("unit") or "items"
         r["source"] = Path(doc.get("_path", "")).name
+        ts = c.get("times") or []
+        if r["min"] is None:  # a JSON from before min/max were kept
+            r["min"] = min(ts) if ts else c.get("seconds")
+            r["max"] = max(ts) if ts else c.get("seconds")
+        if r["repeats"] is None:
+            r["repeats"] = len(ts) or 1
         rows.append(r)
     df = pd.DataFrame(rows, columns=_CASE_COLS + ["source"])
-    for k in ("size", "seconds", "throughput", "GBps", "bw_fraction", "peak_rss_mb"):
+    for k in ("size", "seconds", "min", "max", "throughput", "GBps", "bw_fraction",
+              "peak_rss_mb"):
         df[k] = pd.to_numeric(df[k], errors="coerce").astype(float)
     df["workers"] = df["workers"].astype(int)
     df["is_reference"] = df["impl"].map(_is_reference).astype(bool)
@@ -678,24 +691,43 @@ def speedup_table(doc: dict):
             r = (same if not same.empty else refs.iloc[
                 [int((refs["size"].map(math.log) - math.log(c["size"])).abs().argmin())]]
                  ).iloc[0]
+            sp = c["throughput"] / r["throughput"]
+            # the range: slowest run of the case against the fastest of the reference, and
+            # the other way round
+            lo = sp * (c["seconds"] / c["max"]) * (r["min"] / r["seconds"]) \
+                if c["max"] and r["seconds"] else sp
+            hi = sp * (c["seconds"] / c["min"]) * (r["max"] / r["seconds"]) \
+                if c["min"] and r["seconds"] else sp
             rows.append({"workload": doc["workload"], "case": c["name"],
                          "impl": c["impl"], "size": c["size"], "unit": unit,
                          "workers": c["workers"], "device": c["device"],
-                         "reference size": r["size"],
-                         "speedup": c["throughput"] / r["throughput"]})
+                         "reference size": r["size"], "speedup": sp,
+                         "min": min(lo, sp), "max": max(hi, sp)})
     return pd.DataFrame(rows, columns=["workload", "case", "impl", "size", "unit", "workers",
-                                       "device", "reference size", "speedup"])
+                                       "device", "reference size", "speedup", "min", "max"])
 
 
 def ratios_table(doc: dict):
     """The speed-ups the workload's benchmark claims (its ``bench.ratio`` calls)."""
     import pandas as pd
-    rows = [{"workload": doc["workload"], "ratio": r["name"], "value": r["value"],
-             "target": r.get("target"),
-             "status": "-" if r.get("ok") is None else ("ok" if r["ok"] else "MISSED"),
-             "of": r.get("num"), "over": r.get("den")} for r in doc.get("ratios", [])]
-    return pd.DataFrame(rows, columns=["workload", "ratio", "value", "target", "status",
-                                       "of", "over"])
+    rows = []
+    for r in doc.get("ratios", []):
+        eff = r.get("kind") == "efficiency"
+        v = r.get("value")
+        rows.append({
+            "workload": doc["workload"],
+            "ratio": ("efficiency: " if eff else "") + str(r["name"]),
+            "headline": "yes" if r.get("headline") else "",
+            "value": math.nan if v is None else float(v),
+            "min-max": ("not printed: above 100% on re-measurement" if eff and v is None
+                        else (r.get("reason") or "") if eff
+                        else "-" if r.get("lo") is None
+                        else f"{times(r['lo'])}-{times(r['hi'])}"),
+            "target": r.get("target"),
+            "status": "-" if r.get("ok") is None else ("ok" if r["ok"] else "MISSED"),
+            "of": r.get("num"), "over": r.get("den")})
+    return pd.DataFrame(rows, columns=["workload", "ratio", "headline", "value", "min-max",
+                                       "target", "status", "of", "over"])
 
 
 def _baseline(case, ones):
@@ -722,8 +754,11 @@ def parallel_table(doc: dict, cfg: ProfilingConfig | None = None):
         df = filter_cases(df, cfg, int((doc.get("machine") or {}).get("cores") or 1))
     extra = {c["name"]: c.get("baseline") for c in doc.get("cases", [])}
     df = df.assign(baseline=df["name"].map(extra))
+    # what the benchmark's efficiency() kept for a case: a reason for a figure above 100%
+    reasons = {e.get("num"): e for e in doc.get("ratios", []) or []
+               if e.get("kind") == "efficiency"}
     cols = ["workload", "impl", "size", "unit", "device", "backend", "workers", "seconds",
-            "speedup", "efficiency", "baseline"]
+            "speedup", "efficiency", "note", "baseline"]
     rows = []
     for key, g in df.groupby(["impl", "size", "unit", "device"], sort=False):
         ones, multi = g[g["workers"] == 1], g[g["workers"] > 1]
@@ -734,16 +769,25 @@ def parallel_table(doc: dict, cfg: ProfilingConfig | None = None):
             b = _baseline(c, ones)
             used[b["name"]] = b
             sp = b["seconds"] / c["seconds"] if c["seconds"] > 0 else math.nan
+            eff, note = sp / c["workers"], ""
+            if eff > 1.0:  # above 100%: shown only with the reason the benchmark stated
+                e = reasons.get(c["name"]) or {}
+                if e.get("reason") and e.get("value") is not None:
+                    note = f"above 100%: {e['reason']}"
+                else:
+                    note = (f"above 100% ({eff:.0%}) in one comparison of medians: not "
+                            "printed (noise)")
+                    eff = math.nan
             rows.append({"workload": doc["workload"], "impl": key[0], "size": key[1],
                          "unit": key[2], "device": key[3], "backend": c["backend"],
                          "workers": int(c["workers"]), "seconds": c["seconds"],
-                         "speedup": sp, "efficiency": sp / c["workers"],
+                         "speedup": sp, "efficiency": eff, "note": note,
                          "baseline": b["name"]})
         for name, b in used.items():
             rows.append({"workload": doc["workload"], "impl": key[0], "size": key[1],
                          "unit": key[2], "device": key[3], "backend": b["backend"],
                          "workers": 1, "seconds": b["seconds"], "speedup": 1.0,
-                         "efficiency": 1.0, "baseline": name})
+                         "efficiency": 1.0, "note": "", "baseline": name})
     out = pd.DataFrame(rows, columns=cols)
     return out.sort_values(["impl", "size", "baseline", "workers", "backend"], kind="stable",
                            ignore_index=True)
@@ -950,28 +994,40 @@ def summarize(doc: dict | None, gdocs: Iterable[dict] = ()) -> dict[str, str]:
     return out
 
 
+def headline_ratio(doc: dict | None) -> dict | None:
+    """The workload's headline ratio: the one its benchmark marked (``headline``: its main job
+    at its reference size), never a maximum over cases; None when it marks none."""
+    for r in (doc or {}).get("ratios", []) or []:
+        if r.get("headline") and r.get("value") is not None:
+            return r
+    return None
+
+
 def _computed_headline(doc: dict) -> dict[str, str]:
+    """Headline figures by rule: the speed-up is the benchmark's headline ratio (one named
+    case) and the throughput that of its numerator case; the parallel efficiency is the one
+    the benchmark measured with ``Bench.efficiency`` (a figure above 100% is shown only with
+    its stated reason). Nothing is a maximum over heterogeneous cases."""
     out = {}
-    if doc:
-        df = cases_frame(doc)
-        unit = primary_unit(df)
-        fast = df[~df["is_reference"] & (df["unit"] == unit) & (df["device"] == "cpu") &
-                  df["throughput"].notna()]
-        if not fast.empty:
-            b = fast.loc[fast["throughput"].idxmax()]
-            out["throughput"] = f"{human(b['throughput'])} {unit}/s ({b['name']})"
-        sp = speedup_table(doc)
-        sp = sp[sp["device"] == "cpu"]
-        if not sp.empty:
-            b = sp.loc[sp["speedup"].idxmax()]
-            out["speedup_vs_reference"] = f"{times(b['speedup'])} ({b['case']})"
-        par = parallel_table(doc)
-        par = par[par["workers"] > 1]
-        if not par.empty:
-            top = par[par["workers"] == par["workers"].max()]
-            b = top.loc[top["efficiency"].idxmax()]
-            out["parallel_efficiency"] = (f"{b['efficiency']:.0%} at {b['workers']} workers "
-                                          f"({b['backend']})")
+    if not doc:
+        return out
+    r = headline_ratio(doc)
+    if r is not None:
+        rng = "" if r.get("lo") is None else f" [{times(r['lo'])}-{times(r['hi'])}]"
+        out["speedup_vs_reference"] = f"{times(r['value'])}{rng} ({r['name']})"
+        num = next((c for c in doc.get("cases", []) if c.get("name") == r.get("num")), None)
+        if num is not None and num.get("throughput"):
+            out["throughput"] = (f"{human(num['throughput'])} {num.get('unit', 'items')}/s "
+                                 f"({num['name']})")
+    effs = [e for e in doc.get("ratios", []) or [] if e.get("kind") == "efficiency"]
+    if effs:
+        e = effs[0]
+        if e.get("value") is None:
+            out["parallel_efficiency"] = (f"not printed: above 100% on re-measurement "
+                                          f"({e['name']})")
+        else:
+            why = f"; {e['reason']}" if e.get("reason") else ""
+            out["parallel_efficiency"] = f"{e['value']:.0%} ({e['name']}{why})"
     return out
 
 
@@ -1006,10 +1062,14 @@ def plot_time_vs_size(doc: dict, cfg: ProfilingConfig | None = None, seeds: bool
             ref = bool(s["is_reference"].iloc[0])
             # one implementation may have several cases at a size (different kernels or
             # stages): the line joins its fastest case per size, every case is a marker
-            best = s.groupby("size", sort=True)["seconds"].min()
-            line = ax.plot(best.index, best.values, "o" + ("--" if ref else "-"), label=lab,
-                           color="black" if ref else None, lw=2.2 if ref else 1.4,
-                           alpha=1.0 if ref or s["workers"].iloc[0] == 1 else 0.6)[0]
+            best = s.loc[s.groupby("size", sort=True)["seconds"].idxmin()].sort_values("size")
+            # error bars: the min-max of the repeated timings behind each median
+            yerr = [(best["seconds"] - best["min"].fillna(best["seconds"])).clip(lower=0),
+                    (best["max"].fillna(best["seconds"]) - best["seconds"]).clip(lower=0)]
+            line = ax.errorbar(best["size"], best["seconds"], yerr=yerr,
+                               fmt="o" + ("--" if ref else "-"), label=lab, capsize=2,
+                               color="black" if ref else None, lw=2.2 if ref else 1.4,
+                               alpha=1.0 if ref or s["workers"].iloc[0] == 1 else 0.6).lines[0]
             if len(s) > len(best):
                 ax.plot(s["size"], s["seconds"], "o", color=line.get_color(), alpha=0.35,
                         ms=4)
@@ -1029,7 +1089,7 @@ def plot_time_vs_size(doc: dict, cfg: ProfilingConfig | None = None, seeds: bool
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(f"problem size ({unit})")
-        ax.set_ylabel("median seconds")
+        ax.set_ylabel("median seconds (bars: min-max of repeats)")
         ax.set_title(f"{doc['workload']}: time vs size", fontsize=10)
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=7, loc="best")
@@ -1067,7 +1127,9 @@ def plot_speedups(doc: dict):
     if not sp.empty:
         labels = [f"{r.impl}" + (f" x{r.workers} {r.backend}" if r.workers > 1 else "")
                   + (f" [{r.device}]" if r.device != "cpu" else "") for r in best.itertuples()]
-        ax.barh(labels, best["speedup"], color="tab:blue")
+        ax.barh(labels, best["speedup"], color="tab:blue", capsize=2,
+                xerr=[(best["speedup"] - best["min"]).clip(lower=0),
+                      (best["max"] - best["speedup"]).clip(lower=0)])
         for i, v in enumerate(best["speedup"]):
             ax.text(v, i, f" {times(v)}", va="center", fontsize=8)
         ax.axvline(1, color="black", lw=1)

@@ -197,6 +197,7 @@ class ProfilingConfig:
     profile: bool = True
     output_dir: Path = dataclasses.field(default_factory=lambda: paths.OUTPUTS / "profiling")
     results_from: Path | None = None
+    gpu_from: Path | None = None
     max_repeats: int | None = None
     profile_seconds: float = 2.0
     top: int = 12
@@ -207,7 +208,7 @@ class ProfilingConfig:
                     devices: Any = DEVICES, profile: Any = True,
                     output_dir: Any = "outputs/profiling", results_from: Any = None,
                     max_repeats: Any = None, profile_seconds: Any = 2.0,
-                    top: Any = 12) -> "ProfilingConfig":
+                    top: Any = 12, gpu_from: Any = None) -> "ProfilingConfig":
         if workloads is None or (isinstance(workloads, str) and workloads.strip().lower() == "all"):
             wls = list(WORKLOADS)
         else:
@@ -222,7 +223,13 @@ class ProfilingConfig:
             if not src.is_dir():
                 raise ValueError(f"results_from must be a folder of bench JSONs, got "
                                  f"{results_from!r}")
+        gsrc = None
+        if gpu_from not in (None, "", "none", "None"):
+            gsrc = paths.resolve_input_path(str(gpu_from))
+            if not gsrc.is_dir():
+                raise ValueError(f"gpu_from must be a folder of bench JSONs, got {gpu_from!r}")
         return cls(
+            gpu_from=gsrc,
             workloads=wls,
             size=one_of("size", size, SIZES),
             n_jobs=list(dict.fromkeys(jobs)),
@@ -244,6 +251,7 @@ class ProfilingConfig:
         return "\n".join([
             f"workloads : {', '.join(self.workloads)}",
             f"source    : {src}",
+            f"GPU JSONs : {'from ' + _rel(self.gpu_from) if self.gpu_from else 'outputs/bench and this run'}",
             f"n_jobs    : {self.n_jobs}",
             f"backends  : {', '.join(self.backends)}",
             f"devices   : {', '.join(self.devices)}",
@@ -599,8 +607,12 @@ def status_lines(results: dict[str, WorkloadResult]) -> str:
 def gpu_docs(cfg: ProfilingConfig) -> list[dict]:
     """GPU bench JSONs: dropped into ``outputs/bench`` (``<wl>-<tag>.json`` from a device
     run) and made by this notebook; only ``results_from`` when showing saved results."""
-    dirs = ([cfg.results_from] if cfg.results_from is not None
-            else [paths.BENCH_DIR, cfg.output_dir / "bench"])
+    if cfg.gpu_from is not None:  # e.g. the golden notebook: only the test-data GPU JSON
+        dirs = [cfg.gpu_from, cfg.output_dir / "bench"]
+    elif cfg.results_from is not None:
+        dirs = [cfg.results_from]
+    else:
+        dirs = [paths.BENCH_DIR, cfg.output_dir / "bench"]
     return [d for d in find_jsons(dirs) if has_gpu(d) and d["workload"] in cfg.workloads]
 
 
@@ -1299,6 +1311,8 @@ def check_traceable(results: dict[str, WorkloadResult], gdocs: Iterable[dict] = 
     for wl, r in results.items():
         if r.status not in ("ok", "missing", "error"):
             problems.append(f"{wl}: unknown status {r.status!r}")
+        if r.status == "error":  # a benchmark that crashed is a failure, not a footnote
+            problems.append(f"{wl}: benchmark failed: {r.message}")
         if r.status != "ok" and not r.message:
             problems.append(f"{wl}: {r.status} without a reason")
     for d in [r.doc for r in results.values() if r.ok] + list(gdocs):
@@ -1310,6 +1324,45 @@ def check_traceable(results: dict[str, WorkloadResult], gdocs: Iterable[dict] = 
             problems.append(f"{name}: machine not recorded")
         if not d.get("versions"):
             problems.append(f"{name}: versions not recorded")
+    return problems
+
+
+def check_real_runs(results: dict[str, WorkloadResult], cfg: ProfilingConfig) -> list[str]:
+    """Problems with benchmarks run by this notebook (empty when all is well): every figure
+    the workload's module says asv tracks (``TRACKED``) is in its JSON, exactly one headline
+    ratio, every case with the min-max of its repeats, and,
+    when profiling, the reference profiled (top functions and peak RSS)."""
+    problems = []
+    if cfg.results_from is not None:
+        return problems
+    for wl, r in results.items():
+        if not r.ok:
+            continue
+        d = r.doc
+        keys = {x.get("key") for x in d.get("ratios", []) + d.get("figures", [])}
+        try:
+            tracked = importlib.import_module(f"qbt_lib.{wl}.bench").TRACKED
+        except (ImportError, AttributeError):
+            tracked = {}
+        cores = int((d.get("machine") or {}).get("cores") or 1)
+        for k in tracked:
+            if k not in keys and not (cores < 2 and "efficiency" in k):
+                problems.append(f"{wl}: tracked figure {k!r} missing from the bench JSON")
+        heads = [x for x in d.get("ratios", []) if x.get("headline")]
+        if len(heads) != 1:
+            problems.append(f"{wl}: {len(heads)} headline ratios (one named case expected)")
+        for c in d.get("cases", []):
+            if "min" not in c or "max" not in c:
+                problems.append(f"{wl}: case {c['name']!r} without min-max")
+        if cfg.profile:
+            refs = [p for p in (d.get("notes") or {}).get("profiles", [])
+                    if p.get("kind") == "reference"]
+            if not refs or refs[0].get("error") or not refs[0].get("top"):
+                problems.append(f"{wl}: reference not profiled"
+                                + (f" ({refs[0]['error']})" if refs and refs[0].get("error")
+                                   else ""))
+            elif not refs[0].get("peak_rss_mb"):
+                problems.append(f"{wl}: reference profile without peak RSS")
     return problems
 
 
@@ -1332,7 +1385,8 @@ __all__ = [
     "ratios_table", "parallel_table", "bandwidth_table", "memory_table", "profile_tables",
     "seed_comparison", "seed_table", "gpu_table", "machine_table", "summarize",
     "plot_time_vs_size", "plot_speedups", "plot_parallel", "plot_bandwidth", "plot_gpu",
-    "plot_memory", "check_traceable", "speedup_floor_failures", "status_lines", "rounded",
+    "plot_memory", "check_traceable", "check_real_runs", "speedup_floor_failures",
+    "headline_ratio", "status_lines", "rounded",
     "pick_primary", "has_gpu", "profile_call", "each", "show",
     "headline", "human", "times", "filter_cases",
 ]

@@ -99,6 +99,29 @@ def spread(times: Sequence[float]) -> dict:
             "repeats": len(ts)}
 
 
+def budget(name: str, value: float, floor: float, *, config: dict | None = None,
+           written_for: dict | None = None) -> bool:
+    """A notebook's budget cell: a guard for CI, never a failure of a user's legitimate run.
+
+    ``written_for`` maps parameter names to the values the budget was written for (a set of
+    allowed values); a run whose ``config`` differs in any of them gets the figure reported
+    instead of checked (returns False). Otherwise ``value >= floor`` is asserted. The value
+    must compare like with like (e.g. one core on both sides, no pool start-up on one side
+    only): the budget cannot make an unfair figure fair."""
+    config = config or {}
+    differs = {k: config.get(k) for k, ok in (written_for or {}).items()
+               if config.get(k) not in ok}
+    if differs:
+        print(f"budget not applied ({name}): written for "
+              + ", ".join(f"{k} in {sorted(map(str, ok))}" for k, ok in written_for.items())
+              + "; this run has " + ", ".join(f"{k}={v!r}" for k, v in differs.items())
+              + f". Figure: {value:.3g}x (floor {floor:g}x)")
+        return False
+    assert value >= floor, f"{name}: only {value:.2f}x (budget >= {floor:g}x)"
+    print(f"budget ok ({name}): {value:.3g}x >= {floor:g}x")
+    return True
+
+
 def _fmt(x: float | None, digits: int = 3) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "-"

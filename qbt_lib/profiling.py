@@ -146,7 +146,9 @@ def seed_table(workloads: Iterable[str] | None = None):
             fig = f"{_range(f['value_lo'], f['value_hi'])}x"
             thr = ""
         rows.append({"workload": f["workload"], "seed figure": f["label"], "published": fig,
-                     "throughput": thr, "workers": f["workers"], "note": f["note"],
+                     "throughput": thr or "-",
+                     "workers": "-" if f["workers"] is None else f["workers"],
+                     "note": f["note"],
                      "source": f["source"]})
     return pd.DataFrame(rows)
 
@@ -967,16 +969,22 @@ def machine_table(docs: Iterable[dict]):
 
 def rounded(df):
     """A copy for display (stable text output): float columns holding only whole numbers
-    (sizes, counts) as integers, other floats as text with 3 significant digits."""
+    (sizes, counts) as integers, other floats as text with 3 significant digits; a missing
+    value (None, NaN) reads "-", never "None" or "NaN"."""
     import pandas as pd
     out = df.copy()
     for c in out.columns:
-        if not pd.api.types.is_float_dtype(out[c]):
-            continue
         col = out[c]
+        if not pd.api.types.is_float_dtype(col):
+            if col.isna().any():
+                out[c] = col.astype(object).where(col.notna(), "-")
+            continue
         whole = col.dropna()
-        if len(whole) and (whole == whole.round()).all() and (whole.abs() < 2**53).all():
+        if (len(whole) == len(col) and len(whole) and (whole == whole.round()).all()
+                and (whole.abs() < 2**53).all()):
             out[c] = col.round().astype("Int64")
+        elif len(whole) and (whole == whole.round()).all() and (whole.abs() < 2**53).all():
+            out[c] = col.map(lambda x: "-" if pd.isna(x) else f"{int(round(x)):d}")
         else:  # as text: 3 significant digits, k/M/G for large values
             out[c] = col.map(lambda x: "-" if pd.isna(x) else human(x))
     return out

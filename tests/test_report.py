@@ -2,6 +2,7 @@
 source), the rendered index.html (checked in a real headless Chromium), the README block."""
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -177,3 +178,33 @@ def test_index_in_headless_chromium(outputs, tmp_path):
     subprocess.run([chrome, *flags, "--window-size=1400,2000", f"--screenshot={shot}",
                     index.as_uri()], capture_output=True, timeout=60)
     assert shot.exists() and shot.stat().st_size > 20_000  # a rendered page, not a blank one
+    # in the browser: every image decoded (naturalWidth > 0), no table cell reads nan/None
+    probe = out / "probe.html"
+    probe.write_text(index.read_text().replace("</body>", _PROBE + "</body>"))
+    dom = subprocess.run([chrome, *flags, "--dump-dom", probe.as_uri()], capture_output=True,
+                         text=True, timeout=60).stdout
+    found = re.search(r'<pre id="qbt-probe">(.*?)</pre>', dom, re.S)
+    assert found, "the probe script did not run"
+    res = json.loads(html.unescape(found.group(1)))
+    assert res["images"] >= 10
+    assert res["broken"] == [], f"images that did not load: {res['broken'][:5]}"
+    assert res["bad_cells"] == [], f"table cells reading nan/None: {res['bad_cells'][:10]}"
+
+
+# runs in the page after load: counts images, lists the ones that did not decode and the
+# table cells whose text is nan / NaN / None, and writes the result into the DOM
+_PROBE = """<script>
+window.addEventListener("load", function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var broken = imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); })
+                   .map(function (i) { return (i.getAttribute("src") || "").slice(0, 60); });
+  var cells = Array.prototype.slice.call(document.querySelectorAll("td, th"));
+  var bad = cells.filter(function (c) { return /^\\s*(nan|NaN|None|<NA>)\\s*$/.test(c.textContent); })
+                 .map(function (c) { var r = c.closest("tr");
+                                     return (r ? r.textContent : c.textContent).slice(0, 120); });
+  var pre = document.createElement("pre");
+  pre.id = "qbt-probe";
+  pre.textContent = JSON.stringify({images: imgs.length, broken: broken, bad_cells: bad});
+  document.body.appendChild(pre);
+});
+</script>"""

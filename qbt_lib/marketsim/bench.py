@@ -24,6 +24,8 @@ TRACKED = {
     "threads_vs_one_thread": "x",
     "fast_symbol_sims_per_s_1core": "symbol-sims/s",
 }
+#: which tracked figure is each column of the README/report summary
+SUMMARY = {"throughput": "fast_symbol_sims_per_s_1core", "speedup_vs_reference": "fast_sequential_vs_reference"}
 
 
 def run(bench) -> None:

@@ -52,6 +52,9 @@ TRACKED = {
     "rows_kept_parallel_efficiency": "fraction",
     "parquet_streamed_vs_raw_write": "x",
 }
+#: which tracked figure is each column of the README/report summary
+SUMMARY = {"throughput": "rows_kept_straddle_days_per_s", "speedup_vs_reference": "seed_numba_vs_reference",
+           "parallel_efficiency": "rows_kept_parallel_efficiency"}
 
 
 def _scratch_dir(expected_bytes: float) -> Path:

@@ -44,6 +44,8 @@ TRACKED = {
     "parquet_e2e_vs_raw_write": "x",
     "ipc_e2e_vs_raw_write": "x",
 }
+#: which tracked figure is each column of the README/report summary
+SUMMARY = {"throughput": "materialized_samples_per_s_1core", "speedup_vs_reference": "materialized_vs_reference"}
 
 _SUBPROCESS_SCRIPT = r"""
 import json, sys, time

@@ -25,6 +25,9 @@ TRACKED = {
     "random_forest_parallel_efficiency": "fraction",
     **{f"kernel_{k}_vs_talib": "x" for k in KERNELS},
 }
+#: which tracked figure is each column of the README/report summary
+SUMMARY = {"throughput": "fast_fold_assets_per_s_1core", "speedup_vs_reference": "fast_vs_reference",
+           "parallel_efficiency": "random_forest_parallel_efficiency"}
 
 WORKLOADS = {  # the seed's sizes (params/walkforward/*.yaml)
     "tiny": dict(start="2019-01-01", end="2020-12-31", assets=2),

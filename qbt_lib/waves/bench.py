@@ -36,6 +36,9 @@ TRACKED = {
     "one_start_bar_tuples_per_s": "tuples/s",
     "universe_parallel_efficiency": "fraction",
 }
+#: which tracked figure is each column of the README/report summary
+SUMMARY = {"throughput": "one_start_bar_tuples_per_s", "speedup_vs_reference": "one_start_bar_vs_reference",
+           "parallel_efficiency": "universe_parallel_efficiency"}
 
 
 def _cpu() -> float:

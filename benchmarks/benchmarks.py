@@ -20,23 +20,60 @@ from qbt_lib.bench.history import tracked_figures
 SIZE = os.environ.get("QBT_BENCH_SIZE", "full")
 
 
-def _make(workload: str) -> type:
-    tracked = importlib.import_module(f"qbt_lib.{workload}.bench").TRACKED
-
-    def setup_cache(self):
-        return tracked_figures(workload, SIZE)
-
-    ns = {"timeout": 1800, "setup_cache": setup_cache,
-          "__doc__": f"{workload}: the figures qbt_lib.{workload}.bench tracks"}
+def _tracks(cls: type) -> type:
+    """Add one ``track_<key>`` per figure the workload's module tracks (with its ``unit``)."""
+    tracked = importlib.import_module(f"qbt_lib.{cls.workload}.bench").TRACKED
     for key, unit in tracked.items():
         def track(self, figures, key=key):
             return figures.get(key)
         track.unit = unit
         track.__name__ = f"track_{key}"
-        track.__doc__ = f"{workload} {key} ({unit})"
-        ns[f"track_{key}"] = track
-    return type(workload.capitalize(), (), ns)
+        track.__doc__ = f"{cls.workload} {key} ({unit})"
+        setattr(cls, f"track_{key}", track)
+    return cls
 
 
-for _wl in WORKLOADS:
-    globals()[_wl.capitalize()] = _make(_wl)
+# one class per workload, each with its own setup_cache (asv keys the cache by the function's
+# source line: a shared function would run one workload for all)
+@_tracks
+class Synth:
+    workload, timeout = "synth", 1800
+
+    def setup_cache(self):
+        return tracked_figures("synth", SIZE)
+
+
+@_tracks
+class Straddles:
+    workload, timeout = "straddles", 1800
+
+    def setup_cache(self):
+        return tracked_figures("straddles", SIZE)
+
+
+@_tracks
+class Walkforward:
+    workload, timeout = "walkforward", 1800
+
+    def setup_cache(self):
+        return tracked_figures("walkforward", SIZE)
+
+
+@_tracks
+class Waves:
+    workload, timeout = "waves", 1800
+
+    def setup_cache(self):
+        return tracked_figures("waves", SIZE)
+
+
+@_tracks
+class Marketsim:
+    workload, timeout = "marketsim", 1800
+
+    def setup_cache(self):
+        return tracked_figures("marketsim", SIZE)
+
+
+assert sorted(c.workload for c in (Synth, Straddles, Walkforward, Waves, Marketsim)) == \
+    sorted(WORKLOADS)

@@ -20,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -132,19 +133,36 @@ def regressions(machine: str | None = None, factor: float = FACTOR,
         return out
     old, new = (json.loads(p.read_text()) for p in files[-2:])
     out["against"] = files[-2]
-    asv = shutil.which("asv") or str(Path(sys.executable).with_name("asv"))
-    cmd = [asv, "--config", str(ASV_CONF), "compare", "--factor", str(factor),
-           "--machine", machine, old["commit_hash"], new["commit_hash"]]
+    asv = str(Path(sys.executable).with_name("asv"))
+    if not Path(asv).exists():
+        asv = shutil.which("asv") or asv
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
-                           cwd=str(paths.PROJ_ROOT))
+        with tempfile.TemporaryDirectory() as tmp:
+            # asv.conf.json (JSON with // comments) with this results folder
+            conf = json.loads("\n".join(ln for ln in ASV_CONF.read_text().splitlines()
+                                        if not ln.strip().startswith("//")))
+            conf["results_dir"] = str(Path(results_dir or RESULTS_DIR).resolve())
+            conf["repo"] = str(paths.PROJ_ROOT)
+            cpath = Path(tmp) / "asv.conf.json"
+            cpath.write_text(json.dumps(conf))
+            cmd = [asv, "--config", str(cpath), "compare", "--factor", str(factor),
+                   "--machine", machine, old["commit_hash"], new["commit_hash"]]
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                               cwd=str(paths.PROJ_ROOT))
         text = r.stdout + r.stderr
-    except (OSError, subprocess.SubprocessError) as e:
+    except (OSError, ValueError, subprocess.SubprocessError) as e:
         out["output"] = f"asv compare could not run: {e}"
         return out
     out["output"] = text
     # higher is better for every tracked figure: asv's '-' (fell beyond the factor) and '!'
     # (now failing) are regressions
-    out["regressions"] = [ln.strip() for ln in text.splitlines()
-                          if re.match(r"^\s*[-!]\s+\S", ln) and "track_" in ln]
+    # (asv prints a table, "| - | before | after | ratio | benchmark |", or plain columns)
+    regs = []
+    for ln in text.splitlines():
+        cells = [c.strip() for c in ln.strip().strip("|").split("|")]
+        if len(cells) >= 5 and cells[0] in ("-", "!") and "track_" in cells[-1]:
+            regs.append(f"{cells[-1]}: {cells[1]} -> {cells[2]} (ratio {cells[3]})")
+        elif re.match(r"^\s*[-!]\s+\S", ln) and "track_" in ln and "|" not in ln:
+            regs.append(ln.strip())
+    out["regressions"] = regs
     return out

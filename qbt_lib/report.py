@@ -356,8 +356,15 @@ def _bench_section(docs: list[dict], data_dir: Path) -> str:
         name = Path(d["_path"]).name
         href = _copy_source(d["_path"], data_dir)
         rt = ratios_table(d)
+        def _val(r):
+            if str(r["ratio"]).startswith("efficiency: "):
+                return ("not printed: above 100% on re-measurement" if r["value"] != r["value"]
+                        else f"{r['value']:.0%}" + (f" ({html.escape(str(r['min-max']))})"
+                                                    if r["min-max"] else ""))
+            return f"{times(r['value'])} [{html.escape(str(r['min-max']))}]"
         rows = "".join(
-            f"<tr><td>{html.escape(str(r['ratio']))}</td><td>{times(r['value'])}</td>"
+            f"<tr><td>{html.escape(str(r['ratio']))}"
+            f"{' <b>(headline)</b>' if r['headline'] else ''}</td><td>{_val(r)}</td>"
             f"<td>{'-' if r['target'] is None or r['target'] != r['target'] else '>= ' + times(r['target'])}</td>"
             f"<td class=\"{'bad' if r['status'] == 'MISSED' else 'ok'}\">{r['status']}</td></tr>"
             for _, r in rt.iterrows())
@@ -365,7 +372,9 @@ def _bench_section(docs: list[dict], data_dir: Path) -> str:
             f"<tr><td>{html.escape(str(c['name']))}</td><td>{html.escape(str(c['impl']))}</td>"
             f"<td>{human(c['size'])} {html.escape(str(c.get('unit', '')))}</td>"
             f"<td>{c.get('n_jobs', '')} {html.escape(str(c.get('backend', '')))}</td>"
-            f"<td>{html.escape(str(c.get('device', '')))}</td><td>{human(c['seconds'])} s</td>"
+            f"<td>{html.escape(str(c.get('device', '')))}</td><td>{human(c['seconds'])} s "
+            f"[{human(c.get('min', c['seconds']))}-{human(c.get('max', c['seconds']))}, "
+            f"n={c.get('repeats', len(c.get('times') or [1]))}]</td>"
             f"<td>{human(c.get('throughput'))}/s</td>"
             f"<td>{'-' if c.get('bw_fraction') is None else format(c['bw_fraction'], '.0%')}</td>"
             f"<td>{human(c.get('peak_rss_mb'))}</td></tr>" for c in d["cases"])
@@ -378,7 +387,7 @@ def _bench_section(docs: list[dict], data_dir: Path) -> str:
                f"<th>status</th></tr>{rows}</table>" if rows else "")
             + f"<details><summary>{len(d['cases'])} cases</summary><table class=\"cases\">"
             "<tr><th>case</th><th>impl</th><th>size</th><th>n_jobs</th><th>device</th>"
-            "<th>median</th><th>throughput</th><th>% copy bw</th><th>peak RSS MiB</th></tr>"
+            "<th>median [min-max, runs]</th><th>throughput</th><th>% copy bw</th><th>peak RSS MiB</th></tr>"
             f"{cases}</table></details>")
     return "".join(parts)
 

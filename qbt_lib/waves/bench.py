@@ -90,7 +90,8 @@ def run(bench) -> None:
         f"reference one start bar ({'all' if complete else 'capped'}; rate of {reps} runs)",
         [dt * tuples / max(tr, 1) for dt, tr in runs], impl="reference", size=tuples,
         unit="tuples", complete=complete, patterns=len(ref_found),
-        tuples_tried=[tr for _, tr in runs])
+        tuples_tried=[tr for _, tr in runs],
+        call_seconds=sorted(dt for dt, _ in runs[1:] or runs)[len(runs[1:] or runs) // 2])
     # profiled like every reference (the profiling notebook's ProfilingBench): one capped call
     bench.after_measure(ref_case, lambda: find_impulses(lo_w, hi_w, s0, UP_TO,
                                                         max_seconds=cap or 3.0))

@@ -40,24 +40,30 @@ def test_ratio_says_what_is_shared_and_one_headline_only():
         b.ratio("again", c, a, headline=True)
 
 
-def test_efficiency_above_100_is_remeasured_and_needs_a_reason():
+def test_efficiency_above_100_is_remeasured_and_needs_a_reason(monkeypatch):
+    import types
+    clock = [0.0]  # a fake clock: each call of a case's function advances it by its cost
+    monkeypatch.setattr(B, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
     b = _bench()
     calls = itertools.count()
     one = b.add_case("one", [1.0], impl="numba", size=10)
     many = b.add_case("many", [0.4], impl="numba", size=10, n_jobs=2)
-    # first figure 125%: re-measured with the cases' functions (here: 1 s vs 0.6 s, 83%)
-    import time
-    one["_fn"] = lambda: (next(calls), time.sleep(0.01))
-    many["_fn"] = lambda: (next(calls), time.sleep(0.006))
+
+    def cost(s):
+        def fn():
+            next(calls)
+            clock[0] += s
+        return fn
+    # first figure 125%: re-measured with the cases' functions (1 s vs 0.6 s: 83%)
+    one["_fn"], many["_fn"] = cost(1.0), cost(0.6)
     v = b.efficiency("1 -> 2", many, one, 2)
-    assert v is not None and v < 1.0 and b.ratios[-1]["remeasured"]["first"] == 1.25
+    assert v == pytest.approx(1 / 1.2) and b.ratios[-1]["remeasured"]["first"] == 1.25
     assert next(calls) >= 2 * B.MIN_REPEATS
     # still above 100% after re-measuring: dropped without a reason, kept with one
-    one["_fn"] = lambda: time.sleep(0.01)
-    many["_fn"] = lambda: time.sleep(0.004)
+    one["_fn"], many["_fn"] = cost(1.0), cost(0.4)
     assert b.efficiency("no reason", many, one, 2) is None
-    assert b.ratios[-1]["dropped"] > 1.0
-    assert b.efficiency("reason", many, one, 2, reason="cache effects") > 1.0
+    assert b.ratios[-1]["dropped"] == pytest.approx(1.25)
+    assert b.efficiency("reason", many, one, 2, reason="cache effects") == pytest.approx(1.25)
     assert b.ratios[-1]["reason"] == "cache effects"
     assert "not printed" in B.format_table(b.to_dict())
 

@@ -1339,7 +1339,8 @@ def check_traceable(results: dict[str, WorkloadResult], gdocs: Iterable[dict] = 
 
 def check_real_runs(results: dict[str, WorkloadResult], cfg: ProfilingConfig) -> list[str]:
     """Problems with benchmarks run by this notebook (empty when all is well): every figure
-    the workload's module says asv tracks (``TRACKED``) is in its JSON, exactly one headline
+    the workload's module says asv tracks (``TRACKED``) is in its JSON, the fast paths gave the
+    reference's answers where the benchmark compared them, exactly one headline
     ratio, every case with the min-max of its repeats, and,
     when profiling, the reference profiled (top functions and peak RSS)."""
     problems = []
@@ -1358,6 +1359,9 @@ def check_real_runs(results: dict[str, WorkloadResult], cfg: ProfilingConfig) ->
         for k in tracked:
             if k not in keys and not (cores < 2 and "efficiency" in k):
                 problems.append(f"{wl}: tracked figure {k!r} missing from the bench JSON")
+        for a in (d.get("notes") or {}).get("same_answers", []) or []:
+            if not a.get("ok"):
+                problems.append(f"{wl}: different answers: {a.get('what')} ({a.get('detail')})")
         heads = [x for x in d.get("ratios", []) if x.get("headline")]
         if len(heads) != 1:
             problems.append(f"{wl}: {len(heads)} headline ratios (one named case expected)")

@@ -333,6 +333,15 @@ class Bench:
         print(f"  efficiency {name:<33s} {shown}", flush=True)
         return value
 
+    def same_answers(self, what: str, ok: bool, detail: Any = None) -> bool:
+        """Record whether a fast path gave the reference's answers in this run
+        (``notes["same_answers"]``); the profiling notebook's checks fail on a False."""
+        self.notes.setdefault("same_answers", []).append(
+            {"what": what, "ok": bool(ok), "detail": detail})
+        if not ok:
+            print(f"  DIFFERENT ANSWERS: {what}: {detail}", flush=True)
+        return bool(ok)
+
     def note(self, key: str, value: Any) -> None:
         self.notes[key] = value
 

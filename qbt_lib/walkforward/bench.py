@@ -146,6 +146,9 @@ def bench_workloads(bench, sizes, repeats: int, headline: str | None = None) -> 
                 repeats=repeats + 1, warmup=1, cache="warm", **unit)
         agree = _agreement(ref["_result"], warm[1]["_result"])
         bench.note(f"{size} reference vs fast", agree)
+        bench.same_answers(f"{size}: fast vs reference (positions, metrics within 1e-9)",
+                           agree["positions_identical"] and agree["max_metric_diff"] <= 1e-9,
+                           agree)
         target = 10.0 if size == "large" else None
         same = f"ridge, {n_tasks} fold-assets, same results"
         for nj, c in warm.items():
@@ -184,6 +187,8 @@ def bench_parallel(bench, size: str, n_estimators: int, repeats: int) -> float:
                          warmup=0, **unit)
     same = _agreement(one["_result"], many["_result"])
     bench.note(f"random_forest n_jobs=1 vs {cores}", same)
+    bench.same_answers(f"random_forest: n_jobs=1 vs {cores}", same["positions_identical"]
+                       and same["max_metric_diff"] <= 1e-9, same)
     bench.ratio(f"random_forest tasks: {cores} workers vs 1", many, one,
                 target=0.8 * cores if size != "tiny" else None,
                 same=f"{unit['size']} fold-assets, pool started before timing")

@@ -113,6 +113,8 @@ def run(bench) -> None:
     fast = {tuple(r) for r in fast_case["_result"].tolist()}
     same = (set(ref_found) == fast) if complete else set(ref_found) <= fast
     fast_case["same_results"] = same
+    bench.same_answers("one start bar: fast vs reference patterns", same,
+                       f"{len(ref_found)} vs {len(fast)} patterns")
     fast_case["patterns"] = len(fast)
     bench.note("one_start_bar_same_results",
                f"{same} ({'complete' if complete else 'the capped reference found a subset'};"

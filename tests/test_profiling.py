@@ -447,3 +447,26 @@ def test_fixture_jsons_keep_the_bench_schema(tmp_path):
         assert made == kept, f"{n}.json: run python tests/bench_fixtures.py"
         assert "test data" in kept["notes"]["test_data"]
         assert "not a measurement" in kept["machine"]["gpu"]
+
+
+def test_checks_fail_on_an_errored_bench_and_on_real_run_problems(tmp_path):
+    err = prof.WorkloadResult("waves", "error", "KeyError: boom")
+    assert any("benchmark failed" in p for p in prof.check_traceable({"waves": err}))
+    from qbt_lib.waves.bench import TRACKED
+    d = _doc([_case("ref", "reference", 10, 1.0), _case("fast", "numba", 10, 0.1)],
+             workload="waves")
+    d["ratios"] = [{"name": "fast vs ref", "value": 10.0, "num": "fast", "den": "ref",
+                    "key": k, "headline": i == 0} for i, k in enumerate(TRACKED)]
+    d["notes"]["profiles"] = [{"kind": "reference", "top": [{"function": "f"}],
+                               "peak_rss_mb": 100.0}]
+    for c in d["cases"]:
+        c.update(min=c["seconds"], max=c["seconds"])
+    cfg = prof.ProfilingConfig(workloads=["waves"], output_dir=tmp_path)
+    ok = prof.WorkloadResult("waves", "ok", "", d, "/x/waves.json")
+    assert prof.check_real_runs({"waves": ok}, cfg) == []
+    d["notes"]["same_answers"] = [{"what": "patterns", "ok": False, "detail": "3 vs 4"}]
+    d["ratios"] = d["ratios"][1:]  # the headline and one tracked figure gone
+    d["notes"]["profiles"] = []
+    probs = " | ".join(prof.check_real_runs({"waves": ok}, cfg))
+    assert "different answers" in probs and "0 headline" in probs
+    assert "missing from the bench JSON" in probs and "reference not profiled" in probs

@@ -1041,7 +1041,8 @@ def _computed_headline(doc: dict) -> dict[str, str]:
         if num is not None and num.get("throughput"):
             out["throughput"] = (f"{human(num['throughput'])} {num.get('unit', 'items')}/s "
                                  f"({num['name']})")
-    effs = [e for e in doc.get("ratios", []) or [] if e.get("kind") == "efficiency"]
+    effs = sorted((e for e in doc.get("ratios", []) or [] if e.get("kind") == "efficiency"),
+                  key=lambda e: not e.get("key"))  # the tracked one first
     if effs:
         e = effs[0]
         if e.get("value") is None:

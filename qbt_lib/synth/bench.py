@@ -185,7 +185,7 @@ def _in_memory(bench: Bench, space, cfg) -> None:
     if 2 in kern:  # before the buffer is freed: a figure above 100% is re-measured
         # kept above 100% only after re-measurement, and then with this reason
         bench.efficiency(
-            "gather+scale kernel, 1 -> 2 threads", kern[2], kern[1], 2,
+            "gather+scale kernel into the same buffer, 1 -> 2 threads", kern[2], kern[1], 2,
             key="kernel_parallel_efficiency",
             reason="write-mostly kernel: one core cannot saturate the memory's store "
                    "bandwidth, a second core adds its own store buffers and caches (compare "
@@ -201,9 +201,6 @@ def _in_memory(bench: Bench, space, cfg) -> None:
                 target=None if tiny else 30, same="windows built, one core",
                 key="materialized_vs_seed_vectorized")
     bench.ratio("numpy in memory vs reference", c_np, bench._ref, same=mat)
-    if 2 in kern:
-        bench.ratio("numba kernel 2 threads vs 1 (of 2x)", kern[2], kern[1],
-                    same="gather+scale kernel into the same buffer")
     bench.figure("materialized_samples_per_s_1core", c1["throughput"], "samples/s",
                  "numba, materialized in memory (draws + columns + windows), one core",
                  case=c1)

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.qbt-installed
 EXTRAS ?= dev,dask
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help env report test golden bench bench-quick readme-results clean
+.PHONY: help env report test golden bench bench-check bench-quick bench-publish readme-results clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -30,13 +30,23 @@ test: env ## the whole suite: pytest + nbval over the golden executed notebooks
 golden: env ## re-execute the golden notebooks (tests/golden) at tiny parameters
 	$(BIN)/python -m qbt_lib.report golden
 
-bench: env ## every workload benchmark at full size (long)
-	$(BIN)/python -m qbt_lib.bench all
+ASV := $(BIN)/asv --config asv.conf.json
+bench: env ## record every workload benchmark at full size in asv's history (benchmarks/results, ~15 min on 2 cores)
+	$(ASV) machine --yes
+	QBT_BENCH_SIZE=full $(ASV) run --python=same --set-commit-hash=$$(git rev-parse HEAD) --show-stderr
+	$(ASV) publish
+	$(BIN)/python -m qbt_lib.report readme
+
+bench-check: env ## the asv suite once at size tiny (seconds per workload; nothing recorded)
+	QBT_BENCH_SIZE=tiny $(ASV) run --python=same --quick --dry-run --show-stderr
+
+bench-publish: env ## render the asv history pages (benchmarks/html, linked from the report)
+	$(ASV) publish
 
 bench-quick: env ## every workload benchmark at quick size
 	$(BIN)/python -m qbt_lib.bench all --quick
 
-readme-results: env ## rewrite README.md's results table from the bench JSON (outputs/bench)
+readme-results: env ## rewrite README.md's results table from the newest committed asv results
 	$(BIN)/python -m qbt_lib.report readme
 
 clean: ## remove generated outputs (keeps .venv)

@@ -24,9 +24,9 @@ from .params import as_int, one_of
 log = logging.getLogger("qbt")
 
 BACKENDS = ("sequential", "threads", "loky", "dask")
-# Below this much work (in the caller's units, e.g. samples) a parallel pool costs more than
-# it saves; the seed measured the crossover at ~100K samples.
-DEFAULT_MIN_PARALLEL_COST = 0
+# No work-size threshold: a caller that knows its job is too small for a pool passes
+# n_jobs=1 (the "small jobs run sequentially" cost threshold was never set above 0 by any
+# workload, so it was removed; one task, or n_jobs=1, still runs in this process).
 
 
 def progress_default() -> bool:
@@ -99,44 +99,36 @@ def dask_client(scheduler: str | None = "local", n_workers: int = 2):
 
 def pmap(func: Callable[[Any], Any], tasks: Iterable[Any], *, backend: str = "loky",
          n_jobs: int = 1, scheduler: str | None = "local", progress: bool | None = None,
-         desc: str | None = None, cost: float | None = None,
-         min_parallel_cost: float = DEFAULT_MIN_PARALLEL_COST,
-         unit: str = "task") -> list[Any]:
+         desc: str | None = None, unit: str = "task") -> list[Any]:
     """Apply ``func`` to every task and return the results in task order.
 
-    Runs sequentially when ``backend="sequential"``, ``n_jobs == 1``, there is one task, or
-    ``cost`` (the caller's estimate of the work, e.g. samples) is below ``min_parallel_cost``.
+    Runs sequentially when ``backend="sequential"``, ``n_jobs == 1`` or there is one task.
     ``progress`` shows a tqdm bar (default: on when there are more than 4 tasks, unless the
     environment says ``QBT_PROGRESS=0``).
     Ctrl-C stops the workers (joblib terminates its loky/dask tasks) and re-raises.
     """
     return list(imap(func, tasks, backend=backend, n_jobs=n_jobs, scheduler=scheduler,
-                     progress=progress, desc=desc, cost=cost,
-                     min_parallel_cost=min_parallel_cost, unit=unit))
+                     progress=progress, desc=desc, unit=unit))
 
 
-def effective_backend(backend: str, n_jobs: int, n_tasks: int, cost: float | None = None,
-                      min_parallel_cost: float = DEFAULT_MIN_PARALLEL_COST) -> tuple[str, int]:
+def effective_backend(backend: str, n_jobs: int, n_tasks: int) -> tuple[str, int]:
     """The backend and worker count ``pmap`` will really use for this job."""
     backend = one_of("backend", backend, BACKENDS)
     n = resolve_n_jobs(n_jobs)
-    if backend == "sequential" or n_tasks <= 1 or (n == 1 and backend != "dask") or (
-            cost is not None and cost < min_parallel_cost):
+    if backend == "sequential" or n_tasks <= 1 or (n == 1 and backend != "dask"):
         return "sequential", 1
     return backend, min(n, n_tasks) if backend != "dask" else n
 
 
 def imap(func: Callable[[Any], Any], tasks: Iterable[Any], *, backend: str = "loky",
          n_jobs: int = 1, scheduler: str | None = "local", progress: bool | None = None,
-         desc: str | None = None, cost: float | None = None,
-         min_parallel_cost: float = DEFAULT_MIN_PARALLEL_COST,
-         unit: str = "task") -> Iterator[Any]:
+         desc: str | None = None, unit: str = "task") -> Iterator[Any]:
     """Like :func:`pmap` but yields results in task order as they complete, so a caller can
     stream them (e.g. write chunk c while later chunks are still being computed)."""
     from tqdm.auto import tqdm
 
     tasks = list(tasks) if not isinstance(tasks, Sequence) else tasks
-    backend, n = effective_backend(backend, n_jobs, len(tasks), cost, min_parallel_cost)
+    backend, n = effective_backend(backend, n_jobs, len(tasks))
     show = (len(tasks) > 4 and progress_default()) if progress is None else bool(progress)
     bar = tqdm(total=len(tasks), desc=desc or "qbt", unit=unit, disable=not show, leave=False)
     try:

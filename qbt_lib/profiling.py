@@ -11,8 +11,8 @@ What a workload's ``run(bench)`` sees when run from here is a :class:`ProfilingB
 
 - carries the sweep the notebook asked for as hints (``bench.n_jobs_list``, ``bench.backends``,
   ``bench.devices``; a workload may read them with ``getattr`` and a default),
-- caps the repeats per case (``max_repeats``: the report's ``quick`` profile keeps one timed
-  call after the warm-up, so ``make report`` stays within its budget),
+- may lower the bench's minimum repeats per case (``max_repeats``; by default every case is
+  the median of at least 5 timed calls, :data:`qbt_lib.bench.MIN_REPEATS`),
 - profiles, after the run, the reference and the fastest single-worker path once each under
   cProfile and stores the top functions in the JSON (``notes["profiles"]``).
 
@@ -42,7 +42,7 @@ from . import paths
 from .bench import WORKLOADS, Bench
 from .params import as_bool, as_float, as_int, as_list, one_of
 
-SIZES = ("quick", "full")
+SIZES = ("tiny", "quick", "full")
 BACKENDS = ("sequential", "threads", "loky", "dask")
 DEVICES = ("cpu", "gpu")
 REFERENCE_IMPLS = ("reference", "ref", "before")
@@ -146,7 +146,9 @@ def seed_table(workloads: Iterable[str] | None = None):
             fig = f"{_range(f['value_lo'], f['value_hi'])}x"
             thr = ""
         rows.append({"workload": f["workload"], "seed figure": f["label"], "published": fig,
-                     "throughput": thr, "workers": f["workers"], "note": f["note"],
+                     "throughput": thr or "-",
+                     "workers": "-" if f["workers"] is None else f["workers"],
+                     "note": f["note"],
                      "source": f["source"]})
     return pd.DataFrame(rows)
 
@@ -197,6 +199,7 @@ class ProfilingConfig:
     profile: bool = True
     output_dir: Path = dataclasses.field(default_factory=lambda: paths.OUTPUTS / "profiling")
     results_from: Path | None = None
+    gpu_from: Path | None = None
     max_repeats: int | None = None
     profile_seconds: float = 2.0
     top: int = 12
@@ -207,7 +210,7 @@ class ProfilingConfig:
                     devices: Any = DEVICES, profile: Any = True,
                     output_dir: Any = "outputs/profiling", results_from: Any = None,
                     max_repeats: Any = None, profile_seconds: Any = 2.0,
-                    top: Any = 12) -> "ProfilingConfig":
+                    top: Any = 12, gpu_from: Any = None) -> "ProfilingConfig":
         if workloads is None or (isinstance(workloads, str) and workloads.strip().lower() == "all"):
             wls = list(WORKLOADS)
         else:
@@ -222,7 +225,13 @@ class ProfilingConfig:
             if not src.is_dir():
                 raise ValueError(f"results_from must be a folder of bench JSONs, got "
                                  f"{results_from!r}")
+        gsrc = None
+        if gpu_from not in (None, "", "none", "None"):
+            gsrc = paths.resolve_input_path(str(gpu_from))
+            if not gsrc.is_dir():
+                raise ValueError(f"gpu_from must be a folder of bench JSONs, got {gpu_from!r}")
         return cls(
+            gpu_from=gsrc,
             workloads=wls,
             size=one_of("size", size, SIZES),
             n_jobs=list(dict.fromkeys(jobs)),
@@ -244,12 +253,13 @@ class ProfilingConfig:
         return "\n".join([
             f"workloads : {', '.join(self.workloads)}",
             f"source    : {src}",
+            f"GPU JSONs : {'from ' + _rel(self.gpu_from) if self.gpu_from else 'outputs/bench and this run'}",
             f"n_jobs    : {self.n_jobs}",
             f"backends  : {', '.join(self.backends)}",
             f"devices   : {', '.join(self.devices)}",
             f"profile   : {'on' if self.profile else 'off'}"
             + (f" (top {self.top} functions by cumulative time)" if self.profile else ""),
-            f"repeats   : {'as the workload asks' if self.max_repeats is None else f'at most {self.max_repeats} timed call(s) per case'}",
+            f"repeats   : {'median of >= 5 timed calls per case (qbt_lib.bench)' if self.max_repeats is None else f'median of >= {self.max_repeats} timed call(s) per case'}",
             f"output    : {_rel(self.output_dir)}",
         ])
 
@@ -280,6 +290,8 @@ class ProfilingBench(Bench):
                  backends: Sequence[str] = BACKENDS, devices: Sequence[str] = DEVICES,
                  max_repeats: int | None = None, profile: bool = True,
                  profile_seconds: float = 2.0, top: int = 12, **kw: Any):
+        if max_repeats is not None:  # fewer timed calls per case than the bench's rule
+            kw["min_repeats"] = int(max_repeats)
         super().__init__(workload, **kw)
         # hints a workload's run(bench) may read: getattr(bench, "n_jobs_list", (1, -1))
         self.n_jobs_list = tuple(n_jobs_list)
@@ -294,12 +306,13 @@ class ProfilingBench(Bench):
         self._skipped_ref: dict | None = None
 
     def measure(self, name: str, fn: Callable[[], Any], **kw: Any) -> dict:
-        if self.max_repeats is not None:
-            kw["repeats"] = min(int(kw.get("repeats", 3)), self.max_repeats)
-        case = super().measure(name, fn, **kw)
+        if self.max_repeats is not None:  # the notebook's cap wins over the workload's ask
+            kw["repeats"] = min(int(kw.get("repeats") or self.max_repeats), self.max_repeats)
+        return super().measure(name, fn, **kw)
+
+    def after_measure(self, case: dict, fn: Callable[[], Any]) -> None:
         if self.profile:
             self._maybe_profile(case, fn)
-        return case
 
     def _profile(self, kind: str, case: dict, fn: Callable[[], Any]) -> dict:
         print(f"  profiling {kind}: {case['name']}", flush=True)
@@ -313,13 +326,15 @@ class ProfilingBench(Bench):
     def _maybe_profile(self, case: dict, fn: Callable[[], Any]) -> None:
         from .parallel import available_cores
         limit = 3 * self.profile_seconds  # cProfile slows Python code 2-3x: keep it bounded
+        # a case whose seconds are scaled from capped calls states what one call takes
+        secs = case.get("call_seconds", case["seconds"])
         if _is_reference(case["impl"]):
-            if case["seconds"] > limit:
+            if secs > limit:
                 if self._skipped_ref is None or case["seconds"] < self._skipped_ref["seconds"]:
                     self._skipped_ref = case
                 return
-            within = case["seconds"] <= self.profile_seconds
-            key = (within, case["size"] if within else -case["seconds"])
+            within = secs <= self.profile_seconds
+            key = (within, case["size"] if within else -secs)
             if self._ref_profile is None or key > self._ref_profile[0]:
                 self._ref_profile = (key, self._profile("reference", case, fn))
             return
@@ -393,8 +408,11 @@ def _short_path(filename: str) -> str:
 
 
 def profile_call(fn: Callable[[], Any], top: int = 12) -> dict:
-    """Run ``fn`` once under cProfile; the ``top`` functions by cumulative time."""
+    """Run ``fn`` once under cProfile; the ``top`` functions by cumulative time and the
+    process's peak RSS during the call (``VmHWM`` reset first)."""
+    from .machine import peak_rss_mb, peak_rss_reset
     prof = cProfile.Profile()
+    peak_rss_reset()
     t = time.perf_counter()
     prof.enable()
     try:
@@ -402,6 +420,7 @@ def profile_call(fn: Callable[[], Any], top: int = 12) -> dict:
     finally:
         prof.disable()
     wall = time.perf_counter() - t
+    peak = peak_rss_mb()
     st = pstats.Stats(prof, stream=io.StringIO())
     rows = []
     for (file, line, func), (cc, nc, tt, ct, _callers) in st.stats.items():
@@ -412,7 +431,8 @@ def profile_call(fn: Callable[[], Any], top: int = 12) -> dict:
         rows.append({"function": label, "ncalls": int(nc), "tottime": float(tt),
                      "cumtime": float(ct)})
     rows.sort(key=lambda r: (-r["cumtime"], r["function"]))
-    return {"wall_seconds": wall, "total_calls": int(st.total_calls), "top": rows[:top]}
+    return {"wall_seconds": wall, "total_calls": int(st.total_calls), "peak_rss_mb": peak,
+            "top": rows[:top]}
 
 
 # --------------------------------------------------------------------------- running
@@ -466,7 +486,7 @@ def run_benchmark(workload: str, cfg: ProfilingConfig, module: str | None = None
             mod = importlib.import_module(module)
             gc.collect()  # what earlier workloads left behind is not this one's memory
             rss0 = _rss_mb()
-            b = ProfilingBench(workload, quick=cfg.size == "quick", out_dir=out_dir,
+            b = ProfilingBench(workload, size=cfg.size, out_dir=out_dir,
                                n_jobs_list=cfg.n_jobs, backends=cfg.backends,
                                devices=cfg.devices, max_repeats=cfg.max_repeats,
                                profile=cfg.profile, profile_seconds=cfg.profile_seconds,
@@ -591,14 +611,19 @@ def status_lines(results: dict[str, WorkloadResult]) -> str:
 def gpu_docs(cfg: ProfilingConfig) -> list[dict]:
     """GPU bench JSONs: dropped into ``outputs/bench`` (``<wl>-<tag>.json`` from a device
     run) and made by this notebook; only ``results_from`` when showing saved results."""
-    dirs = ([cfg.results_from] if cfg.results_from is not None
-            else [paths.BENCH_DIR, cfg.output_dir / "bench"])
+    if cfg.gpu_from is not None:  # e.g. the golden notebook: only the test-data GPU JSON
+        dirs = [cfg.gpu_from, cfg.output_dir / "bench"]
+    elif cfg.results_from is not None:
+        dirs = [cfg.results_from]
+    else:
+        dirs = [paths.BENCH_DIR, cfg.output_dir / "bench"]
     return [d for d in find_jsons(dirs) if has_gpu(d) and d["workload"] in cfg.workloads]
 
 
 # --------------------------------------------------------------------------- tables
 _CASE_COLS = ["workload", "name", "impl", "size", "unit", "n_jobs", "workers", "backend",
-              "device", "seconds", "throughput", "GBps", "bw_fraction", "peak_rss_mb"]
+              "device", "seconds", "min", "max", "repeats", "throughput", "GBps",
+              "bw_fraction", "peak_rss_mb"]
 
 
 def cases_frame(doc: dict | None):
@@ -617,9 +642,16 @@ def cases_frame(doc: dict | None):
         r["device"] = c.get("device") or "cpu"
         r["unit"] = c.get("unit") or "items"
         r["source"] = Path(doc.get("_path", "")).name
+        ts = c.get("times") or []
+        if r["min"] is None:  # a JSON from before min/max were kept
+            r["min"] = min(ts) if ts else c.get("seconds")
+            r["max"] = max(ts) if ts else c.get("seconds")
+        if r["repeats"] is None:
+            r["repeats"] = len(ts) or 1
         rows.append(r)
     df = pd.DataFrame(rows, columns=_CASE_COLS + ["source"])
-    for k in ("size", "seconds", "throughput", "GBps", "bw_fraction", "peak_rss_mb"):
+    for k in ("size", "seconds", "min", "max", "throughput", "GBps", "bw_fraction",
+              "peak_rss_mb"):
         df[k] = pd.to_numeric(df[k], errors="coerce").astype(float)
     df["workers"] = df["workers"].astype(int)
     df["is_reference"] = df["impl"].map(_is_reference).astype(bool)
@@ -675,24 +707,43 @@ def speedup_table(doc: dict):
             r = (same if not same.empty else refs.iloc[
                 [int((refs["size"].map(math.log) - math.log(c["size"])).abs().argmin())]]
                  ).iloc[0]
+            sp = c["throughput"] / r["throughput"]
+            # the range: slowest run of the case against the fastest of the reference, and
+            # the other way round
+            lo = sp * (c["seconds"] / c["max"]) * (r["min"] / r["seconds"]) \
+                if c["max"] and r["seconds"] else sp
+            hi = sp * (c["seconds"] / c["min"]) * (r["max"] / r["seconds"]) \
+                if c["min"] and r["seconds"] else sp
             rows.append({"workload": doc["workload"], "case": c["name"],
                          "impl": c["impl"], "size": c["size"], "unit": unit,
                          "workers": c["workers"], "device": c["device"],
-                         "reference size": r["size"],
-                         "speedup": c["throughput"] / r["throughput"]})
+                         "reference size": r["size"], "speedup": sp,
+                         "min": min(lo, sp), "max": max(hi, sp)})
     return pd.DataFrame(rows, columns=["workload", "case", "impl", "size", "unit", "workers",
-                                       "device", "reference size", "speedup"])
+                                       "device", "reference size", "speedup", "min", "max"])
 
 
 def ratios_table(doc: dict):
     """The speed-ups the workload's benchmark claims (its ``bench.ratio`` calls)."""
     import pandas as pd
-    rows = [{"workload": doc["workload"], "ratio": r["name"], "value": r["value"],
-             "target": r.get("target"),
-             "status": "-" if r.get("ok") is None else ("ok" if r["ok"] else "MISSED"),
-             "of": r.get("num"), "over": r.get("den")} for r in doc.get("ratios", [])]
-    return pd.DataFrame(rows, columns=["workload", "ratio", "value", "target", "status",
-                                       "of", "over"])
+    rows = []
+    for r in doc.get("ratios", []):
+        eff = r.get("kind") == "efficiency"
+        v = r.get("value")
+        rows.append({
+            "workload": doc["workload"],
+            "ratio": ("efficiency: " if eff else "") + str(r["name"]),
+            "headline": "yes" if r.get("headline") else "",
+            "value": math.nan if v is None else float(v),
+            "min-max": ("not printed: above 100% on re-measurement" if eff and v is None
+                        else (r.get("reason") or "") if eff
+                        else "-" if r.get("lo") is None
+                        else f"{times(r['lo'])}-{times(r['hi'])}"),
+            "target": r.get("target"),
+            "status": "-" if r.get("ok") is None else ("ok" if r["ok"] else "MISSED"),
+            "of": r.get("num"), "over": r.get("den")})
+    return pd.DataFrame(rows, columns=["workload", "ratio", "headline", "value", "min-max",
+                                       "target", "status", "of", "over"])
 
 
 def _baseline(case, ones):
@@ -719,8 +770,11 @@ def parallel_table(doc: dict, cfg: ProfilingConfig | None = None):
         df = filter_cases(df, cfg, int((doc.get("machine") or {}).get("cores") or 1))
     extra = {c["name"]: c.get("baseline") for c in doc.get("cases", [])}
     df = df.assign(baseline=df["name"].map(extra))
+    # what the benchmark's efficiency() kept for a case: a reason for a figure above 100%
+    reasons = {e.get("num"): e for e in doc.get("ratios", []) or []
+               if e.get("kind") == "efficiency"}
     cols = ["workload", "impl", "size", "unit", "device", "backend", "workers", "seconds",
-            "speedup", "efficiency", "baseline"]
+            "speedup", "efficiency", "note", "baseline"]
     rows = []
     for key, g in df.groupby(["impl", "size", "unit", "device"], sort=False):
         ones, multi = g[g["workers"] == 1], g[g["workers"] > 1]
@@ -731,16 +785,25 @@ def parallel_table(doc: dict, cfg: ProfilingConfig | None = None):
             b = _baseline(c, ones)
             used[b["name"]] = b
             sp = b["seconds"] / c["seconds"] if c["seconds"] > 0 else math.nan
+            eff, note = sp / c["workers"], ""
+            if eff > 1.0:  # above 100%: shown only with the reason the benchmark stated
+                e = reasons.get(c["name"]) or {}
+                if e.get("reason") and e.get("value") is not None:
+                    note = f"above 100%: {e['reason']}"
+                else:
+                    note = (f"above 100% ({eff:.0%}) in one comparison of medians: not "
+                            "printed (noise)")
+                    eff = math.nan
             rows.append({"workload": doc["workload"], "impl": key[0], "size": key[1],
                          "unit": key[2], "device": key[3], "backend": c["backend"],
                          "workers": int(c["workers"]), "seconds": c["seconds"],
-                         "speedup": sp, "efficiency": sp / c["workers"],
+                         "speedup": sp, "efficiency": eff, "note": note,
                          "baseline": b["name"]})
         for name, b in used.items():
             rows.append({"workload": doc["workload"], "impl": key[0], "size": key[1],
                          "unit": key[2], "device": key[3], "backend": b["backend"],
                          "workers": 1, "seconds": b["seconds"], "speedup": 1.0,
-                         "efficiency": 1.0, "baseline": name})
+                         "efficiency": 1.0, "note": "", "baseline": name})
     out = pd.DataFrame(rows, columns=cols)
     return out.sort_values(["impl", "size", "baseline", "workers", "backend"], kind="stable",
                            ignore_index=True)
@@ -784,7 +847,8 @@ def profile_tables(doc: dict) -> list[tuple[dict, Any]]:
         df = pd.DataFrame(p.get("top", []), columns=["function", "ncalls", "tottime",
                                                      "cumtime"])
         out.append(({k: p.get(k) for k in ("kind", "case", "impl", "size", "unit",
-                                            "wall_seconds", "total_calls", "error")}, df))
+                                            "wall_seconds", "total_calls", "peak_rss_mb",
+                                            "error")}, df))
     return out
 
 
@@ -907,16 +971,22 @@ def machine_table(docs: Iterable[dict]):
 
 def rounded(df):
     """A copy for display (stable text output): float columns holding only whole numbers
-    (sizes, counts) as integers, other floats as text with 3 significant digits."""
+    (sizes, counts) as integers, other floats as text with 3 significant digits; a missing
+    value (None, NaN) reads "-", never "None" or "NaN"."""
     import pandas as pd
     out = df.copy()
     for c in out.columns:
-        if not pd.api.types.is_float_dtype(out[c]):
-            continue
         col = out[c]
+        if not pd.api.types.is_float_dtype(col):
+            if col.isna().any():
+                out[c] = col.astype(object).where(col.notna(), "-")
+            continue
         whole = col.dropna()
-        if len(whole) and (whole == whole.round()).all() and (whole.abs() < 2**53).all():
+        if (len(whole) == len(col) and len(whole) and (whole == whole.round()).all()
+                and (whole.abs() < 2**53).all()):
             out[c] = col.round().astype("Int64")
+        elif len(whole) and (whole == whole.round()).all() and (whole.abs() < 2**53).all():
+            out[c] = col.map(lambda x: "-" if pd.isna(x) else f"{int(round(x)):d}")
         else:  # as text: 3 significant digits, k/M/G for large values
             out[c] = col.map(lambda x: "-" if pd.isna(x) else human(x))
     return out
@@ -946,28 +1016,41 @@ def summarize(doc: dict | None, gdocs: Iterable[dict] = ()) -> dict[str, str]:
     return out
 
 
+def headline_ratio(doc: dict | None) -> dict | None:
+    """The workload's headline ratio: the one its benchmark marked (``headline``: its main job
+    at its reference size), never a maximum over cases; None when it marks none."""
+    for r in (doc or {}).get("ratios", []) or []:
+        if r.get("headline") and r.get("value") is not None:
+            return r
+    return None
+
+
 def _computed_headline(doc: dict) -> dict[str, str]:
+    """Headline figures by rule: the speed-up is the benchmark's headline ratio (one named
+    case) and the throughput that of its numerator case; the parallel efficiency is the one
+    the benchmark measured with ``Bench.efficiency`` (a figure above 100% is shown only with
+    its stated reason). Nothing is a maximum over heterogeneous cases."""
     out = {}
-    if doc:
-        df = cases_frame(doc)
-        unit = primary_unit(df)
-        fast = df[~df["is_reference"] & (df["unit"] == unit) & (df["device"] == "cpu") &
-                  df["throughput"].notna()]
-        if not fast.empty:
-            b = fast.loc[fast["throughput"].idxmax()]
-            out["throughput"] = f"{human(b['throughput'])} {unit}/s ({b['name']})"
-        sp = speedup_table(doc)
-        sp = sp[sp["device"] == "cpu"]
-        if not sp.empty:
-            b = sp.loc[sp["speedup"].idxmax()]
-            out["speedup_vs_reference"] = f"{times(b['speedup'])} ({b['case']})"
-        par = parallel_table(doc)
-        par = par[par["workers"] > 1]
-        if not par.empty:
-            top = par[par["workers"] == par["workers"].max()]
-            b = top.loc[top["efficiency"].idxmax()]
-            out["parallel_efficiency"] = (f"{b['efficiency']:.0%} at {b['workers']} workers "
-                                          f"({b['backend']})")
+    if not doc:
+        return out
+    r = headline_ratio(doc)
+    if r is not None:
+        rng = "" if r.get("lo") is None else f" [{times(r['lo'])}-{times(r['hi'])}]"
+        out["speedup_vs_reference"] = f"{times(r['value'])}{rng} ({r['name']})"
+        num = next((c for c in doc.get("cases", []) if c.get("name") == r.get("num")), None)
+        if num is not None and num.get("throughput"):
+            out["throughput"] = (f"{human(num['throughput'])} {num.get('unit', 'items')}/s "
+                                 f"({num['name']})")
+    effs = sorted((e for e in doc.get("ratios", []) or [] if e.get("kind") == "efficiency"),
+                  key=lambda e: not e.get("key"))  # the tracked one first
+    if effs:
+        e = effs[0]
+        if e.get("value") is None:
+            out["parallel_efficiency"] = (f"not printed: above 100% on re-measurement "
+                                          f"({e['name']})")
+        else:
+            why = f"; {e['reason']}" if e.get("reason") else ""
+            out["parallel_efficiency"] = f"{e['value']:.0%} ({e['name']}{why})"
     return out
 
 
@@ -1002,10 +1085,14 @@ def plot_time_vs_size(doc: dict, cfg: ProfilingConfig | None = None, seeds: bool
             ref = bool(s["is_reference"].iloc[0])
             # one implementation may have several cases at a size (different kernels or
             # stages): the line joins its fastest case per size, every case is a marker
-            best = s.groupby("size", sort=True)["seconds"].min()
-            line = ax.plot(best.index, best.values, "o" + ("--" if ref else "-"), label=lab,
-                           color="black" if ref else None, lw=2.2 if ref else 1.4,
-                           alpha=1.0 if ref or s["workers"].iloc[0] == 1 else 0.6)[0]
+            best = s.loc[s.groupby("size", sort=True)["seconds"].idxmin()].sort_values("size")
+            # error bars: the min-max of the repeated timings behind each median
+            yerr = [(best["seconds"] - best["min"].fillna(best["seconds"])).clip(lower=0),
+                    (best["max"].fillna(best["seconds"]) - best["seconds"]).clip(lower=0)]
+            line = ax.errorbar(best["size"], best["seconds"], yerr=yerr,
+                               fmt="o" + ("--" if ref else "-"), label=lab, capsize=2,
+                               color="black" if ref else None, lw=2.2 if ref else 1.4,
+                               alpha=1.0 if ref or s["workers"].iloc[0] == 1 else 0.6).lines[0]
             if len(s) > len(best):
                 ax.plot(s["size"], s["seconds"], "o", color=line.get_color(), alpha=0.35,
                         ms=4)
@@ -1025,7 +1112,7 @@ def plot_time_vs_size(doc: dict, cfg: ProfilingConfig | None = None, seeds: bool
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(f"problem size ({unit})")
-        ax.set_ylabel("median seconds")
+        ax.set_ylabel("median seconds (bars: min-max of repeats)")
         ax.set_title(f"{doc['workload']}: time vs size", fontsize=10)
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=7, loc="best")
@@ -1063,7 +1150,9 @@ def plot_speedups(doc: dict):
     if not sp.empty:
         labels = [f"{r.impl}" + (f" x{r.workers} {r.backend}" if r.workers > 1 else "")
                   + (f" [{r.device}]" if r.device != "cpu" else "") for r in best.itertuples()]
-        ax.barh(labels, best["speedup"], color="tab:blue")
+        ax.barh(labels, best["speedup"], color="tab:blue", capsize=2,
+                xerr=[(best["speedup"] - best["min"]).clip(lower=0),
+                      (best["max"] - best["speedup"]).clip(lower=0)])
         for i, v in enumerate(best["speedup"]):
             ax.text(v, i, f" {times(v)}", va="center", fontsize=8)
         ax.axvline(1, color="black", lw=1)
@@ -1233,6 +1322,8 @@ def check_traceable(results: dict[str, WorkloadResult], gdocs: Iterable[dict] = 
     for wl, r in results.items():
         if r.status not in ("ok", "missing", "error"):
             problems.append(f"{wl}: unknown status {r.status!r}")
+        if r.status == "error":  # a benchmark that crashed is a failure, not a footnote
+            problems.append(f"{wl}: benchmark failed: {r.message}")
         if r.status != "ok" and not r.message:
             problems.append(f"{wl}: {r.status} without a reason")
     for d in [r.doc for r in results.values() if r.ok] + list(gdocs):
@@ -1244,6 +1335,49 @@ def check_traceable(results: dict[str, WorkloadResult], gdocs: Iterable[dict] = 
             problems.append(f"{name}: machine not recorded")
         if not d.get("versions"):
             problems.append(f"{name}: versions not recorded")
+    return problems
+
+
+def check_real_runs(results: dict[str, WorkloadResult], cfg: ProfilingConfig) -> list[str]:
+    """Problems with benchmarks run by this notebook (empty when all is well): every figure
+    the workload's module says asv tracks (``TRACKED``) is in its JSON, the fast paths gave the
+    reference's answers where the benchmark compared them, exactly one headline
+    ratio, every case with the min-max of its repeats, and,
+    when profiling, the reference profiled (top functions and peak RSS)."""
+    problems = []
+    if cfg.results_from is not None:
+        return problems
+    for wl, r in results.items():
+        if not r.ok:
+            continue
+        d = r.doc
+        keys = {x.get("key") for x in d.get("ratios", []) + d.get("figures", [])}
+        try:
+            tracked = importlib.import_module(f"qbt_lib.{wl}.bench").TRACKED
+        except (ImportError, AttributeError):
+            tracked = {}
+        cores = int((d.get("machine") or {}).get("cores") or 1)
+        for k in tracked:
+            if k not in keys and not (cores < 2 and "efficiency" in k):
+                problems.append(f"{wl}: tracked figure {k!r} missing from the bench JSON")
+        for a in (d.get("notes") or {}).get("same_answers", []) or []:
+            if not a.get("ok"):
+                problems.append(f"{wl}: different answers: {a.get('what')} ({a.get('detail')})")
+        heads = [x for x in d.get("ratios", []) if x.get("headline")]
+        if len(heads) != 1:
+            problems.append(f"{wl}: {len(heads)} headline ratios (one named case expected)")
+        for c in d.get("cases", []):
+            if "min" not in c or "max" not in c:
+                problems.append(f"{wl}: case {c['name']!r} without min-max")
+        if cfg.profile:
+            refs = [p for p in (d.get("notes") or {}).get("profiles", [])
+                    if p.get("kind") == "reference"]
+            if not refs or refs[0].get("error") or not refs[0].get("top"):
+                problems.append(f"{wl}: reference not profiled"
+                                + (f" ({refs[0]['error']})" if refs and refs[0].get("error")
+                                   else ""))
+            elif not refs[0].get("peak_rss_mb"):
+                problems.append(f"{wl}: reference profile without peak RSS")
     return problems
 
 
@@ -1266,7 +1400,8 @@ __all__ = [
     "ratios_table", "parallel_table", "bandwidth_table", "memory_table", "profile_tables",
     "seed_comparison", "seed_table", "gpu_table", "machine_table", "summarize",
     "plot_time_vs_size", "plot_speedups", "plot_parallel", "plot_bandwidth", "plot_gpu",
-    "plot_memory", "check_traceable", "speedup_floor_failures", "status_lines", "rounded",
+    "plot_memory", "check_traceable", "check_real_runs", "speedup_floor_failures",
+    "headline_ratio", "status_lines", "rounded",
     "pick_primary", "has_gpu", "profile_call", "each", "show",
     "headline", "human", "times", "filter_cases",
 ]

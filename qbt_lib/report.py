@@ -161,13 +161,56 @@ def _machine_short(m: dict | None) -> str:
     return s
 
 
+# --------------------------------------------------------------------------- asv history
+def _fmt_tracked(value: float | None, unit: str) -> str:
+    from .profiling import human, times
+    if value is None or value != value:
+        return "n/a (not measured or not printed)"
+    if unit == "x":
+        return times(value)
+    if unit == "fraction":
+        return f"{value:.0%}"
+    return f"{human(value)} {unit}"
+
+
+def asv_summary(results_dir: Path | None = None) -> dict | None:
+    """The summary figures from the newest committed asv results for this machine (else the
+    newest of any machine): ``{"path", "rel", "machine", "commit", "rows": {workload:
+    {headline key: text}}}``, None when no results are committed."""
+    import importlib
+
+    from .bench import history
+    p = history.newest_results(results_dir=results_dir)
+    if p is None:
+        return None
+    r = history.read_results(p)
+    rows = {}
+    for wl in WORKLOADS:
+        figs = r["figures"].get(wl, {})
+        try:
+            summary = importlib.import_module(f"qbt_lib.{wl}.bench").SUMMARY
+        except (ImportError, AttributeError):
+            summary = {}
+        row = {}
+        for col, key in summary.items():
+            if key in figs:
+                v, unit = figs[key]
+                row[col] = f"{_fmt_tracked(v, unit)} ({key})"
+        rows[wl] = row
+    return {"path": p, "rel": _rel(p), "machine": r["machine"],
+            "commit": (r["commit"] or "")[:8], "rows": rows}
+
+
 # --------------------------------------------------------------------------- summary rows
-def summary_rows(outputs: Path | None = None, docs: list[dict] | None = None) -> list[dict]:
-    """One row per workload (every workload, built or not): headline figures from its
-    metrics.json, the missing ones computed from its bench JSON, and where each came from."""
+def summary_rows(outputs: Path | None = None, docs: list[dict] | None = None,
+                 results_dir: Path | None = None) -> list[dict]:
+    """One row per workload (every workload, built or not): headline figures from the newest
+    committed asv results for this machine (``benchmarks/results``), else from its bench
+    JSON, else from its metrics.json, and where each came from."""
     from .profiling import summarize
     outputs = outputs or paths.OUTPUTS
     docs = bench_docs(bench_dirs(outputs)) if docs is None else docs
+    hist = asv_summary(results_dir)
     rows = []
     for name in WORKLOADS:
         built = (paths.NOTEBOOKS / f"{name}.ipynb").exists()
@@ -176,10 +219,14 @@ def summary_rows(outputs: Path | None = None, docs: list[dict] | None = None) ->
         primary, gpus = workload_docs(docs, name)
         computed = summarize(primary, gpus) if (primary or gpus) else {}
         head, source, notebook = {}, {}, {}
+        hrow = (hist or {}).get("rows", {}).get(name, {})
         for k in HEADLINE_KEYS:
             v = (m.get("headline") or {}).get(k)
             v = None if v in (None, "", "-") else str(v)
-            if computed.get(k, "-") != "-":  # the benchmark's figure: traceable to its JSON
+            if k in hrow:  # the recorded history: the newest committed asv results
+                head[k], source[k] = hrow[k], hist["rel"]
+                notebook[k] = v
+            elif computed.get(k, "-") != "-":  # the benchmark's figure: traceable to its JSON
                 head[k] = computed[k]
                 source[k] = Path((gpus[0] if k == "gpu" and gpus else primary or gpus[0])
                                  ["_path"]).name
@@ -315,8 +362,15 @@ def _bench_section(docs: list[dict], data_dir: Path) -> str:
         name = Path(d["_path"]).name
         href = _copy_source(d["_path"], data_dir)
         rt = ratios_table(d)
+        def _val(r):
+            if str(r["ratio"]).startswith("efficiency: "):
+                return ("not printed: above 100% on re-measurement" if r["value"] != r["value"]
+                        else f"{r['value']:.0%}" + (f" ({html.escape(str(r['min-max']))})"
+                                                    if r["min-max"] else ""))
+            return f"{times(r['value'])} [{html.escape(str(r['min-max']))}]"
         rows = "".join(
-            f"<tr><td>{html.escape(str(r['ratio']))}</td><td>{times(r['value'])}</td>"
+            f"<tr><td>{html.escape(str(r['ratio']))}"
+            f"{' <b>(headline)</b>' if r['headline'] else ''}</td><td>{_val(r)}</td>"
             f"<td>{'-' if r['target'] is None or r['target'] != r['target'] else '>= ' + times(r['target'])}</td>"
             f"<td class=\"{'bad' if r['status'] == 'MISSED' else 'ok'}\">{r['status']}</td></tr>"
             for _, r in rt.iterrows())
@@ -324,7 +378,9 @@ def _bench_section(docs: list[dict], data_dir: Path) -> str:
             f"<tr><td>{html.escape(str(c['name']))}</td><td>{html.escape(str(c['impl']))}</td>"
             f"<td>{human(c['size'])} {html.escape(str(c.get('unit', '')))}</td>"
             f"<td>{c.get('n_jobs', '')} {html.escape(str(c.get('backend', '')))}</td>"
-            f"<td>{html.escape(str(c.get('device', '')))}</td><td>{human(c['seconds'])} s</td>"
+            f"<td>{html.escape(str(c.get('device', '')))}</td><td>{human(c['seconds'])} s "
+            f"[{human(c.get('min', c['seconds']))}-{human(c.get('max', c['seconds']))}, "
+            f"n={c.get('repeats', len(c.get('times') or [1]))}]</td>"
             f"<td>{human(c.get('throughput'))}/s</td>"
             f"<td>{'-' if c.get('bw_fraction') is None else format(c['bw_fraction'], '.0%')}</td>"
             f"<td>{human(c.get('peak_rss_mb'))}</td></tr>" for c in d["cases"])
@@ -337,13 +393,56 @@ def _bench_section(docs: list[dict], data_dir: Path) -> str:
                f"<th>status</th></tr>{rows}</table>" if rows else "")
             + f"<details><summary>{len(d['cases'])} cases</summary><table class=\"cases\">"
             "<tr><th>case</th><th>impl</th><th>size</th><th>n_jobs</th><th>device</th>"
-            "<th>median</th><th>throughput</th><th>% copy bw</th><th>peak RSS MiB</th></tr>"
+            "<th>median [min-max, runs]</th><th>throughput</th><th>% copy bw</th><th>peak RSS MiB</th></tr>"
             f"{cases}</table></details>")
     return "".join(parts)
 
 
+def _history_section(report_dir: Path, data_dir: Path, results_dir: Path | None,
+                     html_dir: Path | None) -> str:
+    """Where the summary comes from (the asv results file), a link to asv's history pages
+    and the regressions ``asv compare`` flags against the previous results of the machine."""
+    from .bench import history
+    hist = asv_summary(results_dir)
+    if hist is None:
+        return ('<p class="missing">No asv results committed yet: <code>make bench</code> records '
+                "them in <code>benchmarks/results/</code>; the summary comes from the bench "
+                "JSONs meanwhile.</p>")
+    href = _copy_source(hist["path"], data_dir,
+                        f"asv-{hist['machine']}-{Path(hist['path']).name}")
+    parts = [f'<p>Summary figures: the newest asv results for machine '
+             f'<code>{html.escape(str(hist["machine"]))}</code>, <a href="{href}">'
+             f'{html.escape(hist["rel"])}</a> (commit <code>{html.escape(hist["commit"])}'
+             "</code>).</p>"]
+    src = Path(html_dir or history.HTML_DIR)
+    if (src / "index.html").exists():
+        dst = report_dir / "history"
+        if dst.exists():
+            shutil.rmtree(dst)
+        shutil.copytree(src, dst)
+        parts.append('<p><a id="asv-history" href="history/index.html">History of every tracked '
+                     "figure (asv publish)</a></p>")
+    else:
+        parts.append('<p class="missing">asv history pages not rendered: '
+                     "<code>make bench-publish</code>.</p>")
+    reg = history.regressions(hist["machine"], results_dir=results_dir)
+    if reg["against"] is None:
+        parts.append("<p>No earlier results of this machine to compare with.</p>")
+    elif reg["regressions"]:
+        items = "".join(f"<li><code>{html.escape(x)}</code></li>" for x in reg["regressions"])
+        parts.append(f'<div id="regressions" class="bad"><p>Regressions (asv compare, factor '
+                     f'{history.FACTOR:g}) since {html.escape(_rel(reg["against"]))}:</p>'
+                     f"<ul>{items}</ul></div>")
+    else:
+        parts.append(f'<p class="ok" id="regressions">No tracked figure fell beyond asv '
+                     f"compare's factor {history.FACTOR:g} since "
+                     f"{html.escape(_rel(reg['against']))}.</p>")
+    return "".join(parts)
+
+
 def render(report_dir: Path | None = None, outputs: Path | None = None,
-           docs: list[dict] | None = None) -> Path:
+           docs: list[dict] | None = None, results_dir: Path | None = None,
+           html_dir: Path | None = None) -> Path:
     """Render every executed notebook and the index page; returns the index path."""
     report_dir = Path(report_dir or paths.REPORT_DIR)
     outputs = Path(outputs or paths.OUTPUTS)
@@ -352,7 +451,8 @@ def render(report_dir: Path | None = None, outputs: Path | None = None,
     if data_dir.exists():
         shutil.rmtree(data_dir)
     docs = bench_docs(bench_dirs(outputs)) if docs is None else docs
-    rows = summary_rows(outputs, docs)
+    rows = summary_rows(outputs, docs, results_dir)
+    history_html = _history_section(report_dir, data_dir, results_dir, html_dir)
     used = []
     for r in rows:
         used += [d for d in [r["bench"], *r["gpu_benches"]] if d]
@@ -388,9 +488,12 @@ def render(report_dir: Path | None = None, outputs: Path | None = None,
 {m['memory_gb']} GB.</p>
 <h2>Summary</h2>
 {_summary_table(rows, data_dir)}
-<p class="src">Each figure names the JSON it comes from: the workload's bench JSON (its own
-headline, else computed from its cases: best CPU throughput in the reference's unit, best
-speed-up over the reference measured in the same run, efficiency at the most workers), or,
+<h3 id="history">Benchmark history</h3>
+{history_html}
+<p class="src">Each figure names the file it comes from: the newest committed asv results of
+this machine (<code>benchmarks/results/</code>), else the workload's bench JSON (its own
+headline, else by rule: the benchmark's named headline ratio -- its main job at its reference
+size, both sides doing the same work -- and the parallel efficiency it measured), or,
 where there is no bench JSON yet, the <code>metrics.json</code> its notebook wrote; the
 notebook's own figure at its small default is shown in italics beneath. Every JSON records the
 machine it was measured on and is linked in the last column. GPU figures come from bench JSONs
@@ -412,7 +515,27 @@ made on a GPU machine and dropped into <code>outputs/bench/</code>.</p>
 
 
 # --------------------------------------------------------------------------- README
-def readme_results(docs: list[dict] | None = None) -> str:
+def readme_results(docs: list[dict] | None = None, results_dir: Path | None = None) -> str:
+    """The README's results block (Markdown): the newest committed asv results for this
+    machine (each row naming the file), else the bench JSONs."""
+    hist = asv_summary(results_dir) if docs is None or results_dir is not None else None
+    if hist is not None:
+        lines = ["| workload | headline throughput | speed-up vs reference | parallel "
+                 "efficiency | asv results (machine, commit) |", "|---|---|---|---|---|"]
+        for wl in WORKLOADS:
+            r = hist["rows"].get(wl, {})
+            cells = [r.get(k, "-").replace("|", "/") for k in HEADLINE_KEYS if k != "gpu"]
+            lines.append(f"| {wl} | " + " | ".join(cells)
+                         + f" | `{hist['rel']}` ({hist['machine']}, {hist['commit']}) |")
+        return "\n".join([
+            "Generated by `make readme-results` from the newest asv results committed in "
+            "`benchmarks/results/` (`make bench` records them; every figure is a median of "
+            "repeats, each ratio compares the same work on both sides); do not edit by hand.",
+            "", *lines])
+    return _readme_from_jsons(docs)
+
+
+def _readme_from_jsons(docs: list[dict] | None = None) -> str:
     """The README's results block (Markdown) from the bench JSONs."""
     from .profiling import human, ratios_table, summarize, times
     docs = bench_docs() if docs is None else docs

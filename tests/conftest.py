@@ -3,11 +3,23 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 import pytest
 
+sys.path.insert(0, os.path.dirname(__file__))  # tests/bench_fixtures.py
 os.environ.setdefault("QBT_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..",
                                                     "outputs", "test-cache"))
+
+
+@pytest.fixture(scope="session")
+def bench_fixtures(tmp_path_factory):
+    """A folder of made-up bench JSONs (every workload and the GPU one), written by the
+    bench's own writer (``tests/bench_fixtures.py``): test data, not measurements."""
+    from bench_fixtures import write_fixtures
+    d = tmp_path_factory.mktemp("bench-fixtures")
+    write_fixtures(d)
+    return d
 
 
 @pytest.fixture(scope="session")

@@ -210,8 +210,9 @@ def test_pmap_identical_across_backends(dask_address):
 
 
 def test_pmap_small_jobs_run_sequentially():
-    assert parallel.effective_backend("loky", 2, 10, cost=10, min_parallel_cost=1e5) == \
-        ("sequential", 1)
+    # no cost threshold (removed: never set above 0); one task or n_jobs=1 stays in-process
+    assert not hasattr(parallel, "DEFAULT_MIN_PARALLEL_COST")
+    assert parallel.effective_backend("loky", 1, 10) == ("sequential", 1)
     assert parallel.effective_backend("loky", 2, 10) == ("loky", 2)
     assert parallel.effective_backend("loky", 4, 1) == ("sequential", 1)
 

@@ -112,7 +112,7 @@ def fake_bench(tmp_path, monkeypatch):
 
 
 def _cfg(tmp_path, **kw):
-    base = dict(workloads=["synth"], output_dir=tmp_path / "out", max_repeats=1,
+    base = dict(workloads=["synth"], size="tiny", output_dir=tmp_path / "out", max_repeats=1,
                 profile_seconds=5.0, top=8)
     base.update(kw)
     return prof.ProfilingConfig(**base)
@@ -127,7 +127,9 @@ def test_run_benchmark_profiles_caps_repeats_and_passes_hints(tmp_path, fake_ben
     doc = json.loads((tmp_path / "out" / "bench" / "synth.json").read_text())
     assert doc["machine"]["cores"] >= 1 and doc["versions"]["numpy"]
     assert len(doc["cases"]) == 5
-    assert all(len(c["times"]) == 1 for c in doc["cases"])  # max_repeats=1 over repeats=5
+    # max_repeats=1 lowers the bench's minimum of 5 (tiny: no time to fill)
+    assert all(len(c["times"]) == 1 == c["repeats"] for c in doc["cases"])
+    assert all(c["min"] <= c["seconds"] <= c["max"] for c in doc["cases"])
     profiles = {p["kind"]: p for p in doc["notes"]["profiles"]}
     # reference: its largest run within profile_seconds; fast path: best single-worker CPU case
     assert profiles["reference"]["case"] == "reference n=20000"
@@ -346,13 +348,26 @@ def test_gpu_json_dropped_into_outputs_bench_is_picked_up(tmp_path, monkeypatch)
     assert [d["_path"].split("/")[-1] for d in found] == ["synth-h100.json"]
 
 
-def test_summarize_headline_from_cases():
-    s = prof.summarize(_sweep_doc())
-    assert s["throughput"] == "400k samples/s (fast 1M loky all)"
-    assert s["speedup_vs_reference"] == "400x (fast 1M loky all)"
-    assert s["parallel_efficiency"] == "80% at 4 workers (loky)"
-    assert s["gpu"] == "-"
+def test_summarize_headline_is_the_named_case_never_a_maximum():
+    d = _sweep_doc()
+    s = prof.summarize(d)  # no headline ratio, no efficiency measured: nothing is made up
+    assert s == {k: "-" for k in s}
     assert prof.summarize(None) == {k: "-" for k in s}
+    d["ratios"] = [
+        {"name": "fast 1M loky all vs ref", "value": 400.0, "num": "fast 1M loky all",
+         "den": "ref 10k"},  # the largest: not the headline
+        {"name": "fast 10k vs ref 10k (same work)", "value": 100.0, "lo": 90.0, "hi": 110.0,
+         "num": "fast 10k", "den": "ref 10k", "headline": True},
+        {"name": "loky 1 -> 4 workers", "kind": "efficiency", "value": 0.8,
+         "num": "fast 1M loky all", "den": "fast 1M"}]
+    s = prof.summarize(d)
+    assert s["speedup_vs_reference"] == "100x [90x-110x] (fast 10k vs ref 10k (same work))"
+    assert s["throughput"].endswith("samples/s (fast 10k)")
+    assert s["parallel_efficiency"] == "80% (loky 1 -> 4 workers)"
+    d["ratios"][2].update(value=None, dropped=1.3)  # above 100% without a reason
+    assert prof.summarize(d)["parallel_efficiency"].startswith("not printed")
+    d["ratios"][2].update(value=1.1, reason="write-mostly kernel: less cache traffic")
+    assert "write-mostly" in prof.summarize(d)["parallel_efficiency"]
 
 
 def test_summarize_prefers_the_benchmarks_own_headline():
@@ -361,8 +376,20 @@ def test_summarize_prefers_the_benchmarks_own_headline():
                      "gpu": "not measured (no GPU)"}
     s = prof.summarize(d)
     assert s["throughput"] == "9M samples/s (stated)"
-    assert s["parallel_efficiency"] == "80% at 4 workers (loky)"  # non-string: computed
+    assert s["parallel_efficiency"] == "-"  # non-string: not taken, and nothing computed
     assert s["gpu"] == "not measured (no GPU)"
+
+
+def test_parallel_table_does_not_print_an_unexplained_efficiency_above_100():
+    import math
+    d = _doc([_case("k n_jobs=1", "numba", 10, 1.0), _case("k n_jobs=2", "numba", 10, 0.4,
+                                                          n_jobs=2, backend="threads")])
+    row = prof.parallel_table(d).set_index("workers").loc[2]
+    assert math.isnan(row["efficiency"]) and "not printed" in row["note"]
+    d["ratios"] = [{"name": "k", "kind": "efficiency", "value": 1.25, "num": "k n_jobs=2",
+                    "den": "k n_jobs=1", "reason": "cache effects"}]
+    row = prof.parallel_table(d).set_index("workers").loc[2]
+    assert row["efficiency"] == pytest.approx(1.25) and "cache effects" in row["note"]
 
 
 def test_checks_flag_untraceable_json_and_slow_fast_path():
@@ -386,8 +413,8 @@ def test_rounded_keeps_whole_numbers_whole():
 
 
 # ------------------------------------------------------------------ plots
-def test_plots_from_fixture_jsons():
-    docs = prof.find_jsons([FIXTURES])
+def test_plots_from_fixture_jsons(bench_fixtures):
+    docs = prof.find_jsons([bench_fixtures])
     assert {d["workload"] for d in docs} == {"synth", "straddles", "walkforward", "waves",
                                              "marketsim"}
     synth = prof.pick_primary(docs, "synth")
@@ -407,14 +434,39 @@ def test_plots_from_fixture_jsons():
     assert prof.plot_bandwidth([prof.bandwidth_table(empty)]) is None
 
 
-def test_fixture_jsons_keep_the_bench_schema():
-    """The golden notebook's fixtures must look like what Bench.to_dict writes."""
-    from qbt_lib.bench import Bench
-    keys = set(Bench("synth", measure_bandwidth=False).to_dict())
-    for d in prof.find_jsons([FIXTURES]):
-        d = copy.deepcopy(d)
-        d.pop("_path")
-        assert keys <= set(d), keys - set(d)
-        for c in d["cases"]:
-            assert {"name", "impl", "size", "unit", "n_jobs", "backend", "device", "seconds",
-                    "times", "throughput"} <= set(c)
+def test_fixture_jsons_keep_the_bench_schema(tmp_path):
+    """The only committed bench JSON (the GPU run: it cannot run here) is what the bench's own
+    writer makes from its spec, labelled as test data."""
+    from bench_fixtures import GPU_ONLY, write_fixtures
+    committed = sorted(p.name for p in FIXTURES.glob("*.json"))
+    assert committed == [f"{n}.json" for n in GPU_ONLY]
+    write_fixtures(tmp_path, GPU_ONLY)
+    for n in GPU_ONLY:
+        made = json.loads((tmp_path / f"{n}.json").read_text())
+        kept = json.loads((FIXTURES / f"{n}.json").read_text())
+        assert made == kept, f"{n}.json: run python tests/bench_fixtures.py"
+        assert "test data" in kept["notes"]["test_data"]
+        assert "not a measurement" in kept["machine"]["gpu"]
+
+
+def test_checks_fail_on_an_errored_bench_and_on_real_run_problems(tmp_path):
+    err = prof.WorkloadResult("waves", "error", "KeyError: boom")
+    assert any("benchmark failed" in p for p in prof.check_traceable({"waves": err}))
+    from qbt_lib.waves.bench import TRACKED
+    d = _doc([_case("ref", "reference", 10, 1.0), _case("fast", "numba", 10, 0.1)],
+             workload="waves")
+    d["ratios"] = [{"name": "fast vs ref", "value": 10.0, "num": "fast", "den": "ref",
+                    "key": k, "headline": i == 0} for i, k in enumerate(TRACKED)]
+    d["notes"]["profiles"] = [{"kind": "reference", "top": [{"function": "f"}],
+                               "peak_rss_mb": 100.0}]
+    for c in d["cases"]:
+        c.update(min=c["seconds"], max=c["seconds"])
+    cfg = prof.ProfilingConfig(workloads=["waves"], output_dir=tmp_path)
+    ok = prof.WorkloadResult("waves", "ok", "", d, "/x/waves.json")
+    assert prof.check_real_runs({"waves": ok}, cfg) == []
+    d["notes"]["same_answers"] = [{"what": "patterns", "ok": False, "detail": "3 vs 4"}]
+    d["ratios"] = d["ratios"][1:]  # the headline and one tracked figure gone
+    d["notes"]["profiles"] = []
+    probs = " | ".join(prof.check_real_runs({"waves": ok}, cfg))
+    assert "different answers" in probs and "0 headline" in probs
+    assert "missing from the bench JSON" in probs and "reference not profiled" in probs

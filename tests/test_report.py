@@ -2,6 +2,7 @@
 source), the rendered index.html (checked in a real headless Chromium), the README block."""
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -13,7 +14,6 @@ import pytest
 from qbt_lib import paths, report
 from qbt_lib.bench import WORKLOADS
 
-FIXTURES = paths.PROJ_ROOT / "tests" / "fixtures" / "bench"
 GOLDEN_PROFILING = paths.GOLDEN_DIR / "profiling.ipynb"
 
 
@@ -26,11 +26,11 @@ def _chromium() -> str | None:
 
 
 @pytest.fixture
-def outputs(tmp_path):
+def outputs(tmp_path, bench_fixtures):
     """A fake ``outputs/`` with the fixture bench JSONs, a synth metrics.json, and the golden
     profiling notebook as if `make report` had executed it."""
     out = tmp_path / "outputs"
-    shutil.copytree(FIXTURES, out / "bench")
+    shutil.copytree(bench_fixtures, out / "bench")
     report.write_metrics(out / "synth", "synth", {"n": 10},
                          headline={"throughput": "5M samples/s (numba)", "gpu": ""},
                          wall_seconds=12.5)
@@ -55,7 +55,8 @@ def test_summary_rows_cover_every_workload_and_name_sources(outputs):
     assert list(rows) == list(WORKLOADS)  # never skipped, built or not
     s = rows["synth"]
     # the bench JSON's figure first (traceable to it); the notebook's own figure beside it
-    assert s["headline"]["throughput"] == "7.69M samples/s (numba materialize n=10M threads x2)"
+    # the throughput of the headline ratio's case (one named case, never the maximum)
+    assert s["headline"]["throughput"] == "4.17M samples/s (numba materialize n=10M)"
     assert s["source"]["throughput"] == "synth.json"
     assert s["notebook_headline"]["throughput"] == "5M samples/s (numba)"
     assert s["source"]["speedup_vs_reference"] == "synth.json"
@@ -126,10 +127,10 @@ def test_render_index(outputs, tmp_path):
         assert "prof.ProfilingConfig.from_params(" not in page
 
 
-def test_readme_block_is_generated(tmp_path):
-    docs = report.bench_docs([FIXTURES])
+def test_readme_block_is_generated(tmp_path, bench_fixtures):
+    docs = report.bench_docs([bench_fixtures])
     md = report.readme_results(docs)
-    assert "| synth | 7.69M samples/s" in md
+    assert "| synth | 4.17M samples/s" in md
     assert "`synth-h100.json`" in md
     assert "| synth | numba vs reference | 1,667x | ≥ 30x | ok | `synth.json` |" in md
     assert "cupy vs numba" not in md.split("Targets")[1]  # no target: only in the JSON
@@ -177,3 +178,33 @@ def test_index_in_headless_chromium(outputs, tmp_path):
     subprocess.run([chrome, *flags, "--window-size=1400,2000", f"--screenshot={shot}",
                     index.as_uri()], capture_output=True, timeout=60)
     assert shot.exists() and shot.stat().st_size > 20_000  # a rendered page, not a blank one
+    # in the browser: every image decoded (naturalWidth > 0), no table cell reads nan/None
+    probe = out / "probe.html"
+    probe.write_text(index.read_text().replace("</body>", _PROBE + "</body>"))
+    dom = subprocess.run([chrome, *flags, "--dump-dom", probe.as_uri()], capture_output=True,
+                         text=True, timeout=60).stdout
+    found = re.search(r'<pre id="qbt-probe">(.*?)</pre>', dom, re.S)
+    assert found, "the probe script did not run"
+    res = json.loads(html.unescape(found.group(1)))
+    assert res["images"] >= 10
+    assert res["broken"] == [], f"images that did not load: {res['broken'][:5]}"
+    assert res["bad_cells"] == [], f"table cells reading nan/None: {res['bad_cells'][:10]}"
+
+
+# runs in the page after load: counts images, lists the ones that did not decode and the
+# table cells whose text is nan / NaN / None, and writes the result into the DOM
+_PROBE = """<script>
+window.addEventListener("load", function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var broken = imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); })
+                   .map(function (i) { return (i.getAttribute("src") || "").slice(0, 60); });
+  var cells = Array.prototype.slice.call(document.querySelectorAll("td, th"));
+  var bad = cells.filter(function (c) { return /^\\s*(nan|NaN|None|<NA>)\\s*$/.test(c.textContent); })
+                 .map(function (c) { var r = c.closest("tr");
+                                     return (r ? r.textContent : c.textContent).slice(0, 120); });
+  var pre = document.createElement("pre");
+  pre.id = "qbt-probe";
+  pre.textContent = JSON.stringify({images: imgs.length, broken: broken, bad_cells: bad});
+  document.body.appendChild(pre);
+});
+</script>"""

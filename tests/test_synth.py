@@ -294,8 +294,13 @@ def test_run_summary_and_metrics(tmp_path):
     assert ds.n == 3000 and ds.meta["n_windows"] == res.write.n_windows
     assert res.write.file_bytes / 3000 < 41 + 5 * L * 4  # samples + windows < materialized
     ba = synth.before_after(res, reference_n=200)
-    assert list(ba["impl"]) == ["reference", "numba", "numba"]  # ref, in memory, this run
+    # the references of both layouts (this run is normalized), in memory, this run
+    assert list(ba["impl"]) == ["reference", "reference", "numba", "numba"]
     assert (ba["samples_per_s"] > 0).all() and ba["speedup"].iloc[0] == 1.0
+    # like with like: each row against the reference building the same layout
+    assert ba["against"].iloc[-1] == ba.index[1] and "normalized" in ba.index[1]
+    assert ba["speedup"].iloc[1] == 1.0 and ba["against"].iloc[2] == ba.index[0]
+    assert "normalized on both sides" in synth.headline(res, ba)["speedup_vs_reference"]
     assert set(synth.headline(res, ba)) >= {"throughput", "speedup_vs_reference",
                                             "parallel_efficiency", "gpu", "wall_seconds"}
     m = res.metrics()

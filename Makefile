@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.qbt-installed
 EXTRAS ?= dev,dask
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help env lab report test golden bench bench-quick readme-results clean
+.PHONY: help env lab report test golden bench bench-quick readme-results strip clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -44,6 +44,9 @@ bench-quick: env ## every workload benchmark at quick size
 
 readme-results: env ## rewrite README.md's results table from the bench JSON (outputs/bench)
 	$(BIN)/python -m qbt_lib.report readme
+
+strip: env ## clear outputs and widget state from notebooks/*.ipynb (they are committed output-free)
+	$(BIN)/python -m qbt_lib.lab strip
 
 clean: ## remove generated outputs (keeps .venv)
 	rm -rf outputs/* && touch outputs/.gitkeep

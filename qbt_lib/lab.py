@@ -42,7 +42,29 @@ def lab_url(port: int, token: str, ip: str = "127.0.0.1", path: str = "lab/tree/
     return f"http://{host}:{int(port)}/{path}?token={token}"
 
 
+def strip(path: str | os.PathLike) -> bool:
+    """Clear a notebook's outputs, execution counts and saved widget state in place (the
+    notebooks under ``notebooks/`` are committed output-free); returns whether it changed."""
+    import nbformat
+    nb = nbformat.read(path, as_version=4)
+    before = nbformat.writes(nb)
+    for c in nb.cells:
+        if c.cell_type == "code":
+            c.outputs, c.execution_count = [], None
+    nb.metadata.pop("widgets", None)
+    after = nbformat.writes(nb)
+    if after != before:
+        Path(path).write_text(after + "\n" if not after.endswith("\n") else after)
+    return after != before
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["strip"]:            # make strip
+        for p in argv[1:] or sorted(map(str, paths.NOTEBOOKS.glob("*.ipynb"))):
+            if strip(p):
+                print(f"stripped {p}")
+        return
     ap = argparse.ArgumentParser(prog="make lab", description=__doc__.split("\n\n")[0])
     ap.add_argument("--ip", default=os.environ.get("LAB_IP") or "127.0.0.1",
                     help="address to listen on (default 127.0.0.1: this machine only)")

@@ -63,7 +63,7 @@ def progress_bar(total: int, desc: str, unit: str = "task", show: bool = True):
     """A tqdm bar for ``total`` tasks (``update(k)``, ``close()``, ``n``).
 
     In Jupyter it is an ipywidgets bar while the work runs; on ``close()`` the widget is
-    replaced by one plain-text summary line (``desc: 20/20 chunks in 00:03``), so a saved and
+    replaced by one plain-text summary line (``desc: 20/20 chunks in 3.2 s``), so a saved and
     reopened notebook shows that line instead of "Error displaying widget: model not found"
     (a closed widget has no saved state). In a terminal it is tqdm's text bar on stderr,
     removed when done.
@@ -92,7 +92,8 @@ def _summary_bar(base):
             self._summarized = True
             super().close()
             d = self.format_dict
-            took = self.format_interval(d["elapsed"])
+            el = d["elapsed"]
+            took = f"{el:.1f} s" if el < 60 else self.format_interval(el)
             what = f"{self.n}/{self.total} {d['unit']}s"
             line = (f"{d['prefix']}: {what} in {took}" if self.total and self.n >= self.total
                     else f"{d['prefix']}: stopped at {what} after {took}")

@@ -191,9 +191,26 @@ class Lab:
             return all(c["count"] is not None for c in s["cells"])
         return self.wait(done, timeout, "Run All")
 
-    def shot(self, name: str) -> None:
+    def shot(self, name: str, whole: bool = False, last: bool = False) -> None:
+        """Screenshots in outputs/lab/: the window; ``last``: scrolled to the last cell;
+        ``whole``: the notebook page by page (``name-p0.png``, ``name-p1.png``, ...)."""
         SHOTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+        if last:
+            self.page.evaluate("""() => { const nb = window.jupyterapp.shell.currentWidget
+              .content; nb.widgets[nb.widgets.length - 1].node.scrollIntoView(
+              {block: 'end'}); }""")
+            self.page.wait_for_timeout(300)
+        if not whole:
+            self.page.screenshot(path=str(SHOTS / f"{name}.png"))
+            return
+        scroll = """(y) => { const p = window.jupyterapp.shell.currentWidget;
+          const o = p.node.querySelector('.jp-WindowedPanel-outer') || p.content.node;
+          if (y !== null) o.scrollTop = y; return [o.scrollHeight, o.clientHeight]; }"""
+        height, page_h = self.page.evaluate(scroll, None)
+        for k in range(min(12, -(-height // max(page_h - 50, 1)))):
+            self.page.evaluate(scroll, k * (page_h - 50))
+            self.page.wait_for_timeout(200)
+            self.page.screenshot(path=str(SHOTS / f"{name}-p{k}.png"))
 
     def images(self) -> list[list]:
         return self.page.evaluate("""() => [...window.jupyterapp.shell.currentWidget.node
@@ -289,7 +306,7 @@ def _run_save_reload(lab: Lab, name: str, out: Path, timeout: float, **params):
     path = _copy_notebook(lab, name, output_dir=str(out), **params)
     lab.open(path.name)
     state = lab.run_all(timeout)
-    lab.shot(f"{name}-1-run")
+    lab.shot(f"{name}-1-run", whole=True)
     assert not _bad_outputs(state), _bad_outputs(state)
     assert all(c["count"] is not None for c in state["cells"])
     assert lab.page.evaluate("() => window.__qbtBars") > 0, "no progress widget was rendered"
@@ -310,7 +327,7 @@ def _run_save_reload(lab: Lab, name: str, out: Path, timeout: float, **params):
     lab.page.reload()
     lab.wait(lambda s: s and s["cells"] and s["status"] == "idle", 60, "reload")
     lab.page.wait_for_timeout(2000)                  # let the widget manager restore
-    lab.shot(f"{name}-2-reloaded")
+    lab.shot(f"{name}-2-reloaded", whole=True)
     assert lab.widget_errors() == 0, "Error displaying widget after reload"
     imgs = lab.images()
     assert imgs and all(done and w > 0 for done, w in imgs), imgs
@@ -360,13 +377,13 @@ def test_interrupt_in_jupyterlab_is_one_line_and_keeps_the_kernel(lab):
         assert time.monotonic() < end, "the long cell never showed its progress bar"
         lab.page.wait_for_timeout(200)
     lab.page.wait_for_timeout(1500)
-    lab.shot("interrupt-1-running")
+    lab.shot("interrupt-1-running", last=True)
     t = time.monotonic()
     lab.command("notebook:interrupt-kernel")
     state = lab.wait(lambda s: s and s["status"] == "idle" and len(s["cells"]) == n0 + 1
                      and s["cells"][-1]["count"] is not None, 60, "interrupt")
     stopped_in = time.monotonic() - t
-    lab.shot("interrupt-2-stopped")
+    lab.shot("interrupt-2-stopped", last=True)
     outs = state["cells"][-1]["outputs"]
     errors = [o for o in outs if o["output_type"] == "error"]
     assert len(errors) == 1, outs
@@ -385,4 +402,4 @@ def test_interrupt_in_jupyterlab_is_one_line_and_keeps_the_kernel(lab):
                      and s["cells"][-1]["count"] is not None, 30, "a cell after the interrupt")
     outs = state["cells"][-1]["outputs"]
     assert outs and outs[0].get("text", "").startswith("42 "), outs
-    lab.shot("interrupt-3-kernel-usable")
+    lab.shot("interrupt-3-kernel-usable", last=True)

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.ip not in ("127.0.0.1", "localhost", "::1"):
         print(f"note: listening on {args.ip}, reachable from other machines "
               "(the token above is still required)", flush=True)
-    os.execv(cmd[0], cmd) if os.path.isabs(cmd[0]) else os.execvp(cmd[0], cmd)
+    os.execvp(cmd[0], cmd)        # becomes the server: Ctrl-C stops it as usual
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ report: env ## run every workload notebook at its small default and render outpu
 	$(BIN)/python -m qbt_lib.report all
 
 test: env ## the whole suite: pytest (browser tests in Debian's Chromium) + nbval over the golden notebooks
-	@.ci/ensure-chromium
+	@sh .ci/ensure-chromium
 	QBT_PROGRESS=0 $(BIN)/python -m pytest tests --nbval --nbval-current-env \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=600
 

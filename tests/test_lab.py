@@ -102,6 +102,31 @@ def test_interrupt_inside_atomic_dir_is_one_line(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_progress_widget_becomes_a_summary_line_in_a_kernel(monkeypatch):
+    """In a Jupyter kernel the bar is a widget while the work runs and is replaced by one
+    text line when it ends (done or interrupted), so no widget view is left in the saved
+    notebook; the interrupt shows one line and the kernel carries on."""
+    from nbclient import NotebookClient
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in (
+        "import time\nfrom qbt_lib import parallel\n"
+        "r = parallel.pmap(time.sleep, [0.01] * 6, backend='threads', n_jobs=2, "
+        "progress=True, desc='demo', unit='chunk')",
+        "def f(i):\n    if i == 3:\n        raise KeyboardInterrupt\n    return i\n"
+        "parallel.pmap(f, range(6), progress=True, desc='demo', unit='chunk')",
+        "print(len(r))")]
+    monkeypatch.delenv("QBT_PROGRESS", raising=False)     # a user's kernel: bars on
+    NotebookClient(nb, timeout=120, kernel_name="qbt", allow_errors=True).execute()
+    done, stopped, after = (c.outputs for c in nb.cells)
+    assert not any(WIDGET_MIME in o.get("data", {}) for c in nb.cells for o in c.outputs)
+    assert re.fullmatch(r"demo: 6/6 chunks in \d+\.\d s", done[0]["data"]["text/plain"])
+    assert re.fullmatch(r"demo: stopped at 3/6 chunks after \d+\.\d s",
+                        stopped[0]["data"]["text/plain"])
+    assert stopped[1]["output_type"] == "error" and stopped[1]["traceback"] == [
+        "Interrupted: demo stopped after 3 of 6 chunks; no partial output was kept"]
+    assert after[0]["text"] == "6\n"
+
+
 # ------------------------------------------------------------------------ real browser
 def _chromium() -> str | None:
     for name in (os.environ.get("QBT_CHROMIUM"), "chromium", "chromium-browser"):

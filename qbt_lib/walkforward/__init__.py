@@ -30,8 +30,8 @@ from . import features
 from .config import FEATURES, IMPLS, METRICS, MODELS, WalkForwardConfig, make_config
 from .results import OUTPUT_FILES, WalkForwardResult, agreement, assemble
 
-__all__ = ["run", "warm_up", "before_after", "agreement", "headline", "fresh_cache_dir", "make_config",
-           "features", "WalkForwardResult", "WalkForwardConfig", "FEATURES", "METRICS",
+__all__ = ["run", "before_after", "agreement", "headline", "fresh_cache_dir", "make_config",
+           "warm_up", "features", "WalkForwardResult", "WalkForwardConfig", "FEATURES", "METRICS",
            "MODELS", "IMPLS", "OUTPUT_FILES"]
 
 

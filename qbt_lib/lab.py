@@ -20,15 +20,20 @@ from . import paths
 KERNEL = "qbt"
 
 
-def lab_command(port: int, token: str, ip: str = "127.0.0.1",
-                root: str | os.PathLike = paths.PROJ_ROOT,
+def lab_env(token: str, base: dict | None = None) -> dict:
+    """The server's environment: the token goes in ``JUPYTER_TOKEN``, not on the command line
+    (where any local user could read it with ``ps``)."""
+    return {**(os.environ if base is None else base), "JUPYTER_TOKEN": token}
+
+
+def lab_command(port: int, ip: str = "127.0.0.1", root: str | os.PathLike = paths.PROJ_ROOT,
                 extra: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """The ``jupyter lab`` command line (the ``jupyter`` beside this interpreter)."""
+    """The ``jupyter lab`` command line (the ``jupyter`` beside this interpreter); run it with
+    :func:`lab_env`'s environment, which holds the token."""
     jupyter = Path(sys.executable).with_name("jupyter")
     cmd = [str(jupyter) if jupyter.exists() else "jupyter", "lab", "--no-browser",
            f"--ServerApp.ip={ip}", f"--ServerApp.port={int(port)}",
            "--ServerApp.port_retries=0",          # the printed URL is the one it listens on
-           f"--IdentityProvider.token={token}",
            f"--ServerApp.root_dir={Path(root).resolve()}",
            f"--MappingKernelManager.default_kernel_name={KERNEL}"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
@@ -71,13 +76,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=int(os.environ.get("LAB_PORT") or 8888))
     args, extra = ap.parse_known_args(argv)
     token = os.environ.get("LAB_TOKEN") or secrets.token_hex(24)
-    cmd = lab_command(args.port, token, args.ip, extra=extra)
+    cmd = lab_command(args.port, args.ip, extra=extra)
     print(f"JupyterLab (qbt kernel) on {args.ip}:{args.port}; open:\n\n"
           f"    {lab_url(args.port, token, args.ip)}\n", flush=True)
     if args.ip not in ("127.0.0.1", "localhost", "::1"):
         print(f"note: listening on {args.ip}, reachable from other machines "
               "(the token above is still required)", flush=True)
-    os.execvp(cmd[0], cmd)        # becomes the server: Ctrl-C stops it as usual
+    os.execvpe(cmd[0], cmd, lab_env(token))   # becomes the server: Ctrl-C stops it
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import nbformat
 import pytest
 
 from qbt_lib import parallel, paths
-from qbt_lib.lab import lab_command, lab_url
+from qbt_lib.lab import lab_command, lab_env, lab_url
 from qbt_lib.parallel import Interrupted
 
 NOTEBOOKS = sorted(paths.NOTEBOOKS.glob("*.ipynb"))
@@ -46,15 +46,16 @@ def test_notebooks_are_committed_output_free(path):
 
 # --------------------------------------------------------------------------- make lab
 def test_lab_command_is_private_with_a_token_and_the_qbt_kernel():
-    cmd = lab_command(8123, "t0k3n")
+    cmd = lab_command(8123)
     assert Path(cmd[0]).name == "jupyter" and cmd[1] == "lab"
     assert "--ServerApp.ip=127.0.0.1" in cmd and "--ServerApp.port=8123" in cmd
-    assert "--IdentityProvider.token=t0k3n" in cmd
+    assert not any("token" in a.lower() for a in cmd)        # not visible in `ps`
+    assert lab_env("t0k3n", {})["JUPYTER_TOKEN"] == "t0k3n"
     assert "--MappingKernelManager.default_kernel_name=qbt" in cmd
     assert f"--ServerApp.root_dir={paths.PROJ_ROOT}" in cmd
     assert ("--allow-root" in cmd) == (os.geteuid() == 0)
     assert lab_url(8123, "t0k3n") == "http://127.0.0.1:8123/lab/tree/notebooks?token=t0k3n"
-    assert "--ServerApp.ip=0.0.0.0" in lab_command(8123, "t", ip="0.0.0.0")
+    assert "--ServerApp.ip=0.0.0.0" in lab_command(8123, ip="0.0.0.0")
 
 
 def test_qbt_kernel_is_registered_in_the_venv():
@@ -282,10 +283,10 @@ def lab(tmp_path_factory):
            "JUPYTER_RUNTIME_DIR": str(root / ".runtime")}
     env.pop("QBT_PROGRESS", None)           # a user's kernel: progress bars on (make test sets 0)
     port, token = _free_port(), os.urandom(16).hex()
-    cmd = lab_command(port, token, root=root, extra=["--LabApp.expose_app_in_browser=True",
-                                                     "--ServerApp.open_browser=False"])
+    cmd = lab_command(port, root=root, extra=["--LabApp.expose_app_in_browser=True"])
     log = open(root / "lab.log", "w")
-    server = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(cmd, cwd=root, env=lab_env(token, env), stdout=log,
+                              stderr=subprocess.STDOUT)
     try:
         import urllib.request
         end = time.monotonic() + 60

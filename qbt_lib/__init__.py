@@ -32,3 +32,23 @@ if not logger.handlers:
     logger.addHandler(_h)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+
+
+def _one_line_interrupts_in_ipython() -> None:
+    """In IPython / a Jupyter kernel, an interrupt that stops qbt code is shown as one line
+    (what was stopped; no partial output kept) instead of a traceback through the library:
+    see :func:`qbt_lib.parallel.as_interrupted`. Interrupts of the user's own code, and a
+    shell that already has custom exception handlers, are left alone."""
+    ipython = sys.modules.get("IPython")            # not imported: not in IPython
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None or getattr(shell, "custom_exceptions", ()):
+        return
+
+    def handler(self, etype, value, tb, tb_offset=None):
+        from .parallel import _ipython_interrupt_handler
+        return _ipython_interrupt_handler(self, etype, value, tb, tb_offset)
+
+    shell.set_custom_exc((KeyboardInterrupt,), handler)
+
+
+_one_line_interrupts_in_ipython()

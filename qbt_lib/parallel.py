@@ -46,6 +46,37 @@ class Interrupted(KeyboardInterrupt):
         return [f"Interrupted: {self}"]
 
 
+def as_interrupted(exc: BaseException, tb: Any = None) -> "Interrupted | None":
+    """The one-line form of a ``KeyboardInterrupt`` that stopped qbt code: ``exc`` itself if
+    it is already an :class:`Interrupted`, else ``Interrupted("<qbt function> stopped")``
+    naming the outermost ``qbt_lib`` function in ``tb``; ``None`` when no qbt code was
+    running (the interrupt is the user's own: IPython shows it as usual). qbt writes every
+    output to a temp path renamed when complete, so nothing partial was kept."""
+    if isinstance(exc, Interrupted):
+        return exc
+    if not isinstance(exc, KeyboardInterrupt):
+        return None
+    while tb is not None:
+        f = tb.tb_frame
+        mod = f.f_globals.get("__name__", "")
+        if mod == "qbt_lib" or mod.startswith("qbt_lib."):
+            return Interrupted(f"{mod}.{f.f_code.co_qualname} stopped")
+        tb = tb.tb_next
+    return None
+
+
+def _ipython_interrupt_handler(shell, etype, value, tb, tb_offset=None):
+    """IPython custom exception handler (registered by ``qbt_lib`` in a Jupyter kernel) for
+    ``KeyboardInterrupt``: one line when qbt code was interrupted, else IPython's usual
+    traceback."""
+    short = as_interrupted(value, tb)
+    if short is None:
+        shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+    else:
+        shell.showtraceback((type(short), short, None))
+    return None
+
+
 class _Count:
     """The bar when none is shown: counts the finished tasks for the interrupt message."""
 

@@ -170,6 +170,7 @@ SHOTS = paths.OUTPUTS / "lab"
 
 # JS run in the page: the open notebook's kernel status and its cells' outputs (the model).
 STATE_JS = """() => {
+  if (!window.jupyterapp || !window.jupyterapp.shell) return null;   // still starting
   const panel = window.jupyterapp.shell.currentWidget;
   if (!panel || !panel.content || !panel.content.model) return null;
   const cells = [];
@@ -214,7 +215,12 @@ class Lab:
     def wait(self, ok, timeout: float, what: str):
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            s = self.state()
+            try:
+                s = self.state()
+            except Exception as e:       # the page is (re)loading: its context went away
+                if "context" not in str(e).lower() and "navigat" not in str(e).lower():
+                    raise
+                s = None
             if ok(s):
                 return s
             self.page.wait_for_timeout(250)
@@ -375,7 +381,8 @@ def _run_save_reload(lab: Lab, name: str, out: Path, timeout: float, **params):
     assert re.search(r": \d+/\d+ chunks in \d", text), "no progress summary line saved"
 
     lab.page.reload()
-    lab.wait(lambda s: s and s["cells"] and s["status"] == "idle", 60, "reload")
+    lab.wait(lambda s: s and s["path"] == path.name and s["cells"] and s["status"] == "idle",
+             60, "reload")
     lab.page.wait_for_timeout(2000)                  # let the widget manager restore
     lab.shot(f"{name}-2-reloaded", whole=True)
     assert lab.widget_errors() == 0, "Error displaying widget after reload"

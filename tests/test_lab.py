@@ -137,8 +137,9 @@ def test_interrupting_qbt_code_in_a_kernel_is_one_line():
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(src) for src in (
         "import os, signal, threading, time\nimport numpy as np\nfrom qbt_lib import waves\n"
-        "x = 100 + np.cumsum(np.random.default_rng(0).standard_normal(400))",
-        sigint.format(1.0) + "waves.compare_speed(x - 1, x + 1, int(np.argmin(x)), up_to=15, "
+        "x = 100 + np.cumsum(np.random.default_rng(0).standard_normal(2000))",
+        # the reference tries ~8M tuples at up_to=25: it runs until max_seconds (60 s)
+        sigint.format(1.0) + "waves.compare_speed(x - 1, x + 1, int(np.argmin(x)), up_to=25, "
         "max_seconds=60)",
         sigint.format(0.5) + "time.sleep(30)",
         "print('still here')")]

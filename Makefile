@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.qbt-installed
 EXTRAS ?= dev,dask
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help env report test golden bench bench-check bench-quick bench-publish readme-results clean
+.PHONY: help env lab report test golden bench bench-check bench-quick bench-publish readme-results strip clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -20,10 +20,16 @@ $(STAMP): pyproject.toml
 
 env: $(STAMP) ## create .venv with the pinned dependencies and the `qbt` Jupyter kernel
 
+LAB_IP   ?= 127.0.0.1
+LAB_PORT ?= 8888
+lab: env ## JupyterLab on the project with the qbt kernel (127.0.0.1 + token; LAB_IP=0.0.0.0 listens wider)
+	@$(BIN)/python -m qbt_lib.lab --ip $(LAB_IP) --port $(LAB_PORT)
+
 report: env ## run every workload notebook at its small default and render outputs/report/index.html
 	$(BIN)/python -m qbt_lib.report all
 
-test: env ## the whole suite: pytest + nbval over the golden executed notebooks
+test: env ## the whole suite: pytest (browser tests in Debian's Chromium) + nbval over the golden notebooks
+	@sh .ci/ensure-chromium
 	QBT_PROGRESS=0 $(BIN)/python -m pytest tests --nbval --nbval-current-env \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=600
 
@@ -48,6 +54,9 @@ bench-quick: env ## every workload benchmark at quick size
 
 readme-results: env ## rewrite README.md's results table from the newest committed asv results
 	$(BIN)/python -m qbt_lib.report readme
+
+strip: env ## clear outputs and widget state from notebooks/*.ipynb (they are committed output-free)
+	$(BIN)/python -m qbt_lib.lab strip
 
 clean: ## remove generated outputs (keeps .venv)
 	rm -rf outputs/* && touch outputs/.gitkeep

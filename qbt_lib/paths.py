@@ -60,6 +60,12 @@ def atomic_dir(final: str | os.PathLike, replace: bool = False) -> Iterator[Path
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
         yield tmp
+    except KeyboardInterrupt as e:
+        _remove_tree(tmp)
+        from .parallel import Interrupted
+        if isinstance(e, Interrupted):
+            raise
+        raise Interrupted(f"building {final.name} stopped") from None
     except BaseException:
         _remove_tree(tmp)
         raise

@@ -53,7 +53,7 @@ CHUNK_JOBS = 1024   # start bars per parallel task: fixed, so results never depe
 
 __all__ = ["find_impulses", "scan_series", "scan", "WaveScan", "load_source", "window_bounds",
            "start_points", "score_patterns", "pivot_values", "write_patterns",
-           "compare_speed", "n_tuples", "check_prices", "PATTERN_COLUMNS", "CHECKS",
+           "compare_speed", "warm_up", "n_tuples", "check_prices", "PATTERN_COLUMNS", "CHECKS",
            "RULE_SETS", "DIRECTIONS", "IMPLS"]
 
 
@@ -546,6 +546,31 @@ def write_patterns(patterns: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 
 # --------------------------------------------------------------------------- before/after
+def warm_up(impl: str = "fast", device: str = "auto", up_to: int = 15) -> float:
+    """Load (or compile, the first time on a machine: ~13 s) the search kernels a scan with
+    ``impl``/``device`` uses, on a toy series; returns the seconds it took. Call it before a
+    timed :func:`scan` so the scan measures the search, not the JIT, and report it apart."""
+    t = time.perf_counter()
+    impl = one_of("impl", impl, IMPLS)
+    up_to = as_int("up_to", up_to, min=1, max=MAX_UP_TO)
+    import tqdm.auto  # noqa: F401  (the parallel layer's progress bar: a slow first import)
+    if impl == "fast":
+        x = np.cumsum(np.random.default_rng(0).standard_normal(64)) + 100.0
+        lo, hi = x - 1.0, x + 1.0
+        st = np.array([int(np.argmin(lo))], np.int64)
+        en = np.array([len(lo)], np.int64)
+        if resolve_device(device) == "gpu":
+            from . import gpu
+            for rules in RULE_SETS:
+                gpu.search([(lo, hi)], [(st, en)], up_to, _rule_set_id(rules))
+        else:
+            from . import nb
+            tables = nb.tables_nb(lo, hi)
+            for rules in RULE_SETS:
+                nb.search(lo, hi, st, en, up_to, _rule_set_id(rules), tables=tables)
+    return time.perf_counter() - t
+
+
 def compare_speed(low: Any, high: Any, start: int, up_to: int = 15,
                   max_seconds: float = 5.0, repeats: int = 200,
                   rules: str = "compat") -> pd.DataFrame:

@@ -279,8 +279,8 @@ def samples_frame(cols: dict, symbols: list[str]) -> pd.DataFrame:
     return df
 
 
-def _chunk_samples(args: tuple) -> tuple[dict, np.ndarray | None]:
-    space, cfg, impl, start, stop, with_windows = args
+def _chunk_samples(args: tuple, space: SampleSpace) -> tuple[dict, np.ndarray | None]:
+    cfg, impl, start, stop, with_windows = args
     return build_samples(impl, space, Draws(cfg, space.n_keys).take(start, stop), with_windows)
 
 
@@ -304,10 +304,10 @@ def generate(n: int, space: SampleSpace, seed: int = 0, *, impl: str = "auto",
     if impl == "numba" and backend in ("sequential", "threads"):
         cols, ohlcv = _numba_all(space, cfg, start, start + n, parallel.resolve_n_jobs(n_jobs))
     else:
-        tasks = [(space, cfg, impl, start + a, start + b, with_windows)
+        tasks = [(cfg, impl, start + a, start + b, with_windows)
                  for a, b in parallel.chunk_bounds(n, chunk_size)]
         parts = parallel.pmap(_chunk_samples, tasks, backend=backend, n_jobs=n_jobs,
-                              scheduler=scheduler, progress=False)
+                              scheduler=scheduler, progress=False, shared=(space,))
         cols = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
         ohlcv = np.concatenate([p[1] for p in parts], axis=1)
     if materialize:
@@ -405,23 +405,28 @@ def write_dataset(path: str | os.PathLike, n: int, space: SampleSpace, cfg: Draw
         # the dataset appears at ``path`` (replacing an old one) only when complete
         tmp = stack.enter_context(paths.atomic_dir(path, replace=True))
         (tmp / table).mkdir()
-        tasks = [PartTask(space, cfg, impl, table, c, a, b, str(tmp / table), fmt, compression)
+        # tasks carry no space: it travels once per run (``shared``: on Dask, scattered to
+        # every worker in memory, so workers need not see this machine's cache)
+        tasks = [PartTask(None, cfg, impl, table, c, a, b, str(tmp / table), fmt, compression)
                  for c, (a, b) in enumerate(chunks)]
         for st in parallel.imap(_write_part_task, tasks, backend=backend, n_jobs=n_jobs,
                                 scheduler=scheduler, progress=progress,
-                                desc=f"synth {table}", unit="chunk"):
+                                desc=f"synth {table}", unit="chunk", shared=(space,)):
             add(st)
         if not materialize:
             (tmp / "windows").mkdir()
             used = np.flatnonzero(counts)
             n_windows = len(used)
-            wtasks = [PartTask(space, cfg, impl, "windows", c, a, b, str(tmp / "windows"),
+            wtasks = [PartTask(None, cfg, impl, "windows", c, a, b, str(tmp / "windows"),
                                fmt, compression, keys=used[a:b])
                       for c, (a, b) in enumerate(parallel.chunk_bounds(len(used), chunk_size))]
             for st in parallel.imap(_write_part_task, wtasks, backend=backend, n_jobs=n_jobs,
                                     scheduler=scheduler, progress=progress,
-                                    desc="synth windows", unit="chunk"):
+                                    desc="synth windows", unit="chunk", shared=(space,)):
                 add(st)
+        # a part whose task was recomputed (its worker lost) may have left a temp file
+        for stray in tmp.glob("*/*.tmp"):
+            stray.unlink(missing_ok=True)
         meta = {
             "dataset": "qbt.synth", "version": 1,
             "kind": "materialized" if materialize else "normalized", "format": fmt,
@@ -457,8 +462,10 @@ def _encoding(fmt: str, compression: str | None, materialize: bool) -> dict:
                                  "use_byte_stream_split")}
 
 
-def _write_part_task(task: PartTask) -> PartStats:
+def _write_part_task(task: PartTask, space: SampleSpace | None = None) -> PartStats:
     # A module-level indirection, so a test can make one part fail midway.
+    if space is not None:
+        task = dataclasses.replace(task, space=space)
     return write_part(task)
 
 

@@ -5,7 +5,7 @@ workers, and chunk ``c`` draws its random numbers from ``chunk_rng(seed, c)`` (t
 of ``SeedSequence(seed)``). Results are returned in task order, so outputs are bitwise
 identical for any ``n_jobs`` and backend.
 
-``backend="dask"`` runs through joblib's Dask backend against a ``dask.distributed``
+``backend="dask"`` runs on ``dask.distributed`` futures against a
 scheduler: ``scheduler="local"`` starts a ``LocalCluster`` (``n_jobs`` single-threaded worker
 processes) for the call, an address such as ``"tcp://10.0.0.5:8786"`` connects to an
 existing scheduler (so does the path of a scheduler file written by ``dask scheduler
@@ -253,44 +253,71 @@ def _call_shared(func: Callable, shared: tuple, task: Any) -> Any:
     return func(task, *shared)
 
 
-def _call_indexed(func: Callable, i: int, task: Any, *shared: Any) -> tuple[int, Any]:
-    return i, func(task, *shared)
-
-
 def _dask_imap(func: Callable, tasks: Sequence[Any], scheduler: str | None, n: int,
                bar: Any) -> Iterator[Any]:
-    """The Dask branch of :func:`imap`: joblib's Dask backend on a ``distributed`` client.
+    """The Dask branch of :func:`imap`, on ``dask.distributed`` futures.
 
     Shared objects are scattered once to every worker (broadcast, so a worker lost mid-run
-    leaves a copy on the others); the bar advances as each task finishes on a worker, and
-    results are still yielded in task order. A worker killed mid-run costs only the
-    recomputation of its tasks (the scheduler reassigns them); a cluster that goes away
-    entirely raises :class:`ClusterLost`."""
-    from joblib import Parallel, delayed, parallel_backend
+    leaves a copy on the others). At most a few tasks per worker thread are in flight (so the
+    reorder buffer and the results held stay bounded whatever the number of tasks); the bar
+    advances as each task finishes on a worker, and results are yielded in task order. A
+    worker killed mid-run costs only the recomputation of its tasks (the scheduler reassigns
+    them); a cluster that goes away entirely raises :class:`ClusterLost`.
+
+    (joblib's Dask backend is not used here: with one worker thread in the cluster it runs
+    every task in the calling process instead, and when the scheduler goes away its
+    generator can end early without an error.)"""
+    from distributed import as_completed
 
     shared: tuple = ()
     if isinstance(func, functools.partial) and func.func is _call_shared:
         func, shared = func.args[0], func.args[1]
     with dask_client(scheduler, n_workers=n) as client:
-        sent = [_for_workers(o) for o in shared]
-        done: dict[int, Any] = {}
-        nxt = 0
+        futures: dict[Any, int] = {}
         try:
-            with parallel_backend("dask", client=client, scatter=sent or None):
-                for i, r in Parallel(return_as="generator_unordered")(
-                        delayed(_call_indexed)(func, i, t, *sent)
-                        for i, t in enumerate(tasks)):
-                    bar.update(1)
-                    done[i] = r
-                    while nxt in done:
-                        yield done.pop(nxt)
-                        nxt += 1
+            sent = (client.scatter([_for_workers(o) for o in shared], broadcast=True)
+                    if shared else [])
+            threads = sum(client.nthreads().values()) or n
+            window = max(4, 3 * threads)
+            it = iter(enumerate(tasks))
+
+            def submit() -> Any:
+                for i, t in it:
+                    f = client.submit(func, t, *sent, pure=False)
+                    futures[f] = i
+                    return f
+                return None
+
+            ac = as_completed([f for f in (submit() for _ in range(window)) if f is not None])
+            done: dict[int, Any] = {}
+            nxt = 0
+            for f in ac:
+                i = futures.pop(f)
+                r = f.result()
+                bar.update(1)
+                done[i] = r
+                nf = submit()
+                if nf is not None:
+                    ac.add(nf)
+                while nxt in done:
+                    yield done.pop(nxt)
+                    nxt += 1
+            if nxt != len(tasks):  # pragma: no cover - as_completed ended early
+                raise ClusterLost(
+                    f"the Dask cluster ({_address(client)}) went away in the middle of the "
+                    f"run: {nxt} of {len(tasks)} tasks came back; nothing was kept")
+        except ClusterLost:
+            raise
         except Exception as e:
             if _cluster_gone(client, e):
                 raise ClusterLost(
                     f"the Dask cluster ({_address(client)}) went away in the middle of the "
                     f"run ({type(e).__name__}: {e}); nothing was kept") from None
             raise
+        finally:
+            if futures:  # an error, Ctrl-C or a caller that stopped early: stop the rest
+                with contextlib.suppress(Exception):
+                    client.cancel(list(futures), asynchronous=False)
 
 
 def _address(client: Any) -> str:

@@ -275,8 +275,9 @@ def _dask_imap(func: Callable, tasks: Sequence[Any], scheduler: str | None, n: i
     with dask_client(scheduler, n_workers=n) as client:
         futures: dict[Any, int] = {}
         try:
-            sent = (client.scatter([_for_workers(o) for o in shared], broadcast=True)
-                    if shared else [])
+            # hash=False: a key of its own per run, never one an earlier run is releasing
+            sent = (client.scatter([_for_workers(o) for o in shared], broadcast=True,
+                                   hash=False) if shared else [])
             threads = sum(client.nthreads().values()) or n
             window = max(4, 3 * threads)
             it = iter(enumerate(tasks))

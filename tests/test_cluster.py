@@ -275,3 +275,37 @@ def test_unreachable_scheduler_is_a_clear_error():
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
         with pytest.raises(parallel.ClusterLost, match="cannot reach the Dask scheduler"):
             parallel.pmap(abs, [1, 2], backend="dask", scheduler=f"tcp://127.0.0.1:{port}")
+
+
+# ------------------------------------------------------------------ notebooks
+NOTEBOOKS = ("synth", "straddles", "walkforward", "waves", "marketsim", "profiling")
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_every_notebook_has_a_scheduler_parameter_passed_on(name):
+    import nbformat
+    nb = nbformat.read(paths.NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1
+    assert any(line.startswith('scheduler = "local"') for line in params[0].source.splitlines())
+    used = [c for c in nb.cells if c is not params[0] and "scheduler=scheduler" in c.source]
+    assert used, f"{name}: the scheduler parameter is not passed to the library"
+
+
+def test_synth_notebook_runs_on_the_cluster(dask_address, tmp_path):
+    """papermill's interface reaches the cluster: -p backend dask -p scheduler tcp://..."""
+    import papermill as pm
+    import yaml
+    params = yaml.safe_load((paths.PARAMS / "synth" / "tiny.yaml").read_text())
+    params.update(backend="dask", scheduler=dask_address, output_dir=str(tmp_path / "synth"),
+                  n=20000, chunk_size=4096)
+    out = tmp_path / "synth.ipynb"
+    pm.execute_notebook(str(paths.NOTEBOOKS / "synth.ipynb"), str(out), parameters=params,
+                        kernel_name="qbt", progress_bar=False, cwd=str(paths.NOTEBOOKS))
+    text = out.read_text()
+    assert f"Dask cluster {dask_address}" in text and "dashboard http://127.0.0.1:" in text
+    assert "unknown parameter" not in text.lower()
+    ref = synth.write_dataset(tmp_path / "ref", 20000, synth.sample_space(
+        "synthetic", 3, seed=0, lookback=32, horizon=1), synth.draw_config(0), impl="numba",
+        chunk_size=4096, backend="sequential", progress=False)
+    assert synth.dataset_digest(tmp_path / "synth" / "dataset") == synth.dataset_digest(ref.path)

@@ -584,6 +584,7 @@ def run(progress: bool | None = None, scheduler: str | None = "local", n_bars: i
     """The notebook's entry: validate, build the market's sample space, write the dataset
     (normalized or materialized) to ``output_dir/dataset``."""
     p = check_params(**params)
+    scheduler = parallel.check_scheduler(scheduler)
     impl, device = resolve_impl(p["impl"], p["device"])
     t0 = time.perf_counter()
     space = sample_space(p["source"], p["symbols"], p["seed"], p["lookback"], p["horizon"],

@@ -358,6 +358,13 @@ class WriteResult:
     position_mean: float
     backend: str
     n_jobs: int
+    worker_peak_rss_mb: dict | None = None  # backend dask: each worker process's peak RSS
+    client_peak_rss_mb: float | None = None  # this process's peak RSS when the write ended
+
+
+def _peak_rss_mb() -> float | None:  # runs on a Dask worker
+    from ..machine import peak_rss_mb
+    return peak_rss_mb()
 
 
 def write_dataset(path: str | os.PathLike, n: int, space: SampleSpace, cfg: DrawConfig, *,
@@ -385,6 +392,7 @@ def write_dataset(path: str | os.PathLike, n: int, space: SampleSpace, cfg: Draw
     acc = {"actions": 0, "eq_h": 0, "pos_h": 0, "eq": 0.0, "pos": 0.0, "nbytes": 0,
            "file_bytes": 0}
     n_windows = 0
+    worker_rss = client = None
 
     def add(st: PartStats) -> None:
         acc["nbytes"] += st.nbytes
@@ -400,7 +408,7 @@ def write_dataset(path: str | os.PathLike, n: int, space: SampleSpace, cfg: Draw
     with contextlib.ExitStack() as stack:
         if eff_backend == "dask" and scheduler is not None:
             # one cluster (or connection) for both phases, not one per parallel map
-            stack.enter_context(parallel.dask_client(scheduler, n_workers=eff_jobs))
+            client = stack.enter_context(parallel.dask_client(scheduler, n_workers=eff_jobs))
             scheduler = None
         # the dataset appears at ``path`` (replacing an old one) only when complete
         tmp = stack.enter_context(paths.atomic_dir(path, replace=True))
@@ -441,6 +449,9 @@ def write_dataset(path: str | os.PathLike, n: int, space: SampleSpace, cfg: Draw
             "tables": ["samples", "windows"] if not materialize else ["rows"],
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        if client is not None:
+            with contextlib.suppress(Exception):
+                worker_rss = client.run(_peak_rss_mb)
     return WriteResult(path=Path(path), kind=meta["kind"], fmt=fmt, n=n,
                        seconds=time.perf_counter() - t0, nbytes=acc["nbytes"],
                        file_bytes=acc["file_bytes"],
@@ -448,7 +459,8 @@ def write_dataset(path: str | os.PathLike, n: int, space: SampleSpace, cfg: Draw
                        key_counts=counts, action_counts=np.asarray(acc["actions"]),
                        equity_hist=np.asarray(acc["eq_h"]),
                        position_hist=np.asarray(acc["pos_h"]), equity_mean=acc["eq"] / n,
-                       position_mean=acc["pos"] / n, backend=eff_backend, n_jobs=eff_jobs)
+                       position_mean=acc["pos"] / n, backend=eff_backend, n_jobs=eff_jobs,
+                       worker_peak_rss_mb=worker_rss, client_peak_rss_mb=_peak_rss_mb())
 
 
 def _encoding(fmt: str, compression: str | None, materialize: bool) -> dict:
@@ -473,23 +485,44 @@ def open_dataset(path: str | os.PathLike) -> SynthDataset:
     return SynthDataset(paths.resolve_input_path(path))
 
 
-def dataset_digest(path: str | os.PathLike, columns: Sequence[str] | None = None) -> str:
+def dataset_digest(path: str | os.PathLike, columns: Sequence[str] | None = None,
+                   limit: int | None = None) -> str:
     """A SHA-256 of a dataset's contents (table values in row order, not the file bytes),
     so datasets written with different chunk sizes compare equal when their samples do.
 
     ``columns`` restricts it to some columns of the samples/rows table, e.g. the ones that
     are exact on every machine (symbol, idx, date, equity, position, action: integers and
     the draws' IEEE arithmetic; windows and labels go through ``exp``/``log`` of the market,
-    whose last bit may differ between CPU instruction sets)."""
+    whose last bit may differ between CPU instruction sets).
+
+    ``limit``: the first ``limit`` samples only (samples/rows table), so a prefix of a big
+    run can be compared with a smaller run of the same seed (the draws do not depend on n)."""
     ds = open_dataset(path)
     h = hashlib.sha256()
-    h.update(json.dumps([ds.kind, ds.n, ds.lookback, ds.symbols]).encode())
+    head = [ds.kind, ds.n, ds.lookback, ds.symbols]
+    if limit is not None:
+        limit = as_int("limit", limit, min=1)
+        if limit > ds.n:
+            raise ValueError(f"limit={limit} but the dataset has {ds.n} samples")
+        head = [ds.kind, limit, ds.lookback, ds.symbols]
+    h.update(json.dumps(head).encode())
     tables = ["samples", "windows"] if ds.kind == "normalized" else ["rows"]
-    if columns is not None:
+    if columns is not None or limit is not None:
         tables = tables[:1]
+
+    def batches(t):
+        left = limit
+        for rb in ds.batches(t):
+            if left is not None:
+                if left <= 0:
+                    return
+                rb = rb.slice(0, left)
+                left -= rb.num_rows
+            yield rb
+
     for t in tables:
         cols: dict[str, Any] = {}  # one hash per column, fed in row order across batches
-        for rb in ds.batches(t):
+        for rb in batches(t):
             for name in rb.schema.names:
                 if columns is not None and name not in columns:
                     continue
@@ -576,7 +609,9 @@ class RunResult:
                 "device": self.device, "kind": w.kind, "format": w.fmt,
                 "n_windows": w.n_windows, "arrow_bytes": w.nbytes, "file_bytes": w.file_bytes,
                 "market_seconds": self.market_seconds,
-                "warm_up_seconds": self.warm_up_seconds}
+                "warm_up_seconds": self.warm_up_seconds,
+                "client_peak_rss_mb": w.client_peak_rss_mb,
+                **({"worker_peak_rss_mb": w.worker_peak_rss_mb} if w.backend == "dask" else {})}
 
 
 def run(progress: bool | None = None, scheduler: str | None = "local", n_bars: int = N_BARS,
@@ -593,7 +628,7 @@ def run(progress: bool | None = None, scheduler: str | None = "local", n_bars: i
     cfg = draw_config(p["seed"])
     t0 = time.perf_counter()
     out = paths.resolve_output_dir(p["output_dir"])
-    warm_up(impl, space, cfg, p["backend"], p["n_jobs"], root=out)
+    warm_up(impl, space, cfg, p["backend"], p["n_jobs"], root=out, scheduler=scheduler)
     t_warm = time.perf_counter() - t0
     w = write_dataset(out / "dataset", p["n"], space, cfg, impl=impl,
                       materialize=p["materialize"], fmt=p["file_format"],
@@ -604,10 +639,12 @@ def run(progress: bool | None = None, scheduler: str | None = "local", n_bars: i
 
 
 def warm_up(impl: str, space: SampleSpace, cfg: DrawConfig, backend: str = "sequential",
-            n_jobs: int = 1, root: str | os.PathLike | None = None) -> None:
+            n_jobs: int = 1, root: str | os.PathLike | None = None,
+            scheduler: str | None = "local") -> None:
     """Load (or compile) every kernel a run uses and start the worker pool on a few
     samples, so the timed run measures the steady state; the one-off cost is reported on
-    its own. (A Dask LocalCluster is started by the run itself.)"""
+    its own. On an existing Dask cluster (an address or scheduler file) the workers load
+    their kernels too; a LocalCluster (``"local"``) is started by the run itself."""
     import tempfile
 
     from .nb import gather_rows_par_nb
@@ -621,6 +658,11 @@ def warm_up(impl: str, space: SampleSpace, cfg: DrawConfig, backend: str = "sequ
                           materialize=materialize, chunk_size=8, progress=False,
                           backend="sequential" if backend == "dask" else backend,
                           n_jobs=n_jobs)
+        if backend == "dask" and scheduler not in (None, "local"):
+            for materialize in (False, True):
+                write_dataset(Path(tmp) / f"d{materialize}", 256, space, cfg, impl=impl,
+                              materialize=materialize, chunk_size=16, progress=False,
+                              backend="dask", scheduler=scheduler, n_jobs=n_jobs)
 
 
 def time_reference(space: SampleSpace, cfg: DrawConfig, n: int, impl: str = "reference",

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.qbt-installed
 EXTRAS ?= dev,dask
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help env report test golden bench bench-quick readme-results clean
+.PHONY: help env report test golden bench bench-quick bench-scaleout cluster readme-results clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -35,6 +35,12 @@ bench: env ## every workload benchmark at full size (long)
 
 bench-quick: env ## every workload benchmark at quick size
 	$(BIN)/python -m qbt_lib.bench all --quick
+
+bench-scaleout: env ## synth at 1e9 samples on a 2-process Dask cluster vs threads (long; quiet box)
+	$(BIN)/python -m qbt_lib.synth.scaleout --n 1e9 --prefix 1e7
+
+cluster: env ## a Dask scheduler + 2 workers as separate processes on 127.0.0.1 (Ctrl-C stops)
+	$(BIN)/python -m qbt_lib.cluster --workers 2
 
 readme-results: env ## rewrite README.md's results table from the bench JSON (outputs/bench)
 	$(BIN)/python -m qbt_lib.report readme

@@ -5,7 +5,7 @@ working directory with its own ``--local-directory`` and ``QBT_CACHE_DIR``.
 
 Nothing here is cluster code of our own: it only launches and stops Dask's processes. Each
 process runs in its own process group, killed when the cluster stops (also when a test that
-uses it fails). ``hide=[path, ...]`` starts each worker in its own mount namespace with an
+uses it fails), and gets SIGTERM if the process that started it dies without cleaning up. ``hide=[path, ...]`` starts each worker in its own mount namespace with an
 empty tmpfs over those paths (``unshare -m``, root only), so a test can prove that workers
 need nothing from the client's disk but the output location.
 
@@ -94,7 +94,8 @@ class ProcessCluster:
         cwd.mkdir(parents=True, exist_ok=True)
         log = open(self.root / f"{name}.log", "ab")
         p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, start_new_session=True)
+                             stdin=subprocess.DEVNULL, start_new_session=True,
+                             preexec_fn=_die_with_parent)
         log.close()
         self.procs[name] = p
         return p
@@ -187,6 +188,16 @@ class ProcessCluster:
         self.procs.clear()
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec (Linux): SIGTERM it when the process that started it dies,
+    so a client killed without cleanup (SIGKILL, a CI timeout) leaves no cluster behind."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
 
 
 def _kill_group(p: subprocess.Popen, sig: int = signal.SIGKILL) -> None:

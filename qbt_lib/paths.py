@@ -34,14 +34,17 @@ def local_path(location: str | os.PathLike, name: str = "output_dir") -> Path:
     if "://" not in str(s):
         return Path(s).expanduser()
     import pyarrow.fs as pafs
+    scheme = str(s).split("://", 1)[0].lower()
+    if scheme not in ("file", "local"):  # refused before any network access
+        raise ValueError(f"{name}: {s!r} is on {scheme}://; qbt writes its outputs to a "
+                         "filesystem (a local path, a file:// URI, or a shared mount that "
+                         "every Dask worker sees at the same path)")
     try:
         fs, path = pafs.FileSystem.from_uri(str(s))
     except Exception as e:  # noqa: BLE001 - pyarrow raises several kinds
         raise ValueError(f"{name}: cannot open {s!r} ({e})") from None
-    if not isinstance(fs, pafs.LocalFileSystem):
-        raise ValueError(f"{name}: {s!r} is on {fs.type_name}; qbt writes its outputs "
-                         "to a filesystem (a local path, a file:// URI, or a shared mount "
-                         "that every Dask worker sees at the same path)")
+    if not isinstance(fs, pafs.LocalFileSystem):  # pragma: no cover - file:// is local
+        raise ValueError(f"{name}: {s!r} is not a local filesystem")
     return Path(path)
 
 

@@ -308,4 +308,27 @@ def test_synth_notebook_runs_on_the_cluster(dask_address, tmp_path):
     ref = synth.write_dataset(tmp_path / "ref", 20000, synth.sample_space(
         "synthetic", 3, seed=0, lookback=32, horizon=1), synth.draw_config(0), impl="numba",
         chunk_size=4096, backend="sequential", progress=False)
-    assert synth.dataset_digest(tmp_path / "synth" / "dataset") == synth.dataset_digest(ref.path)
+    got = tmp_path / "synth" / "dataset"
+    assert synth.dataset_digest(got) == synth.dataset_digest(ref.path)
+    import json
+
+    import duckdb
+    import pyarrow.dataset as pads
+    m = json.loads((tmp_path / "synth" / "metrics.json").read_text())
+    assert m["backend"] == "dask" and len(m["worker_peak_rss_mb"]) == 2
+    assert m["client_peak_rss_mb"] > 0
+    assert pads.dataset(got / "samples", format="parquet").count_rows() == 20000
+    assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{got}/samples/*.parquet')"
+                      ).fetchall()[0][0] == 20000
+
+
+def test_output_dir_as_a_file_uri(dask_address, tmp_path):
+    kw = dict(n=30000, lookback=16, symbols=2, chunk_size=8192, n_jobs=2, impl="numba",
+              progress=False)
+    a = synth.run(output_dir=(tmp_path / "a").as_uri(), backend="dask",
+                  scheduler=dask_address, **kw)
+    b = synth.run(output_dir=str(tmp_path / "b"), backend="sequential", **kw)
+    assert a.path == tmp_path / "a" / "dataset"
+    assert synth.dataset_digest(a.path) == synth.dataset_digest(b.path)
+    with pytest.raises(ValueError, match="output_dir"):
+        paths.resolve_output_dir("s3://no-such-bucket-qbt/x")

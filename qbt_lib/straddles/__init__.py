@@ -321,7 +321,8 @@ def backtest(store: data.PriceStore, schedule: Schedule, *, rate: float = 0.0,
     if output == "parquet":
         if path is None:
             raise ValueError("output='parquet' needs path= (the dataset directory)")
-        final = paths.resolve_output_dir(Path(path).parent) / Path(path).name
+        local = paths.local_path(path, "path")  # a path or a file:// URI
+        final = paths.resolve_output_dir(local.parent) / local.name
         with paths.atomic_dir(final, replace=True) as tmp:
             (tmp / "rows").mkdir()
             (tmp / "summary").mkdir()

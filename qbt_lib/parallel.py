@@ -264,9 +264,10 @@ def _dask_imap(func: Callable, tasks: Sequence[Any], scheduler: str | None, n: i
     worker killed mid-run costs only the recomputation of its tasks (the scheduler reassigns
     them); a cluster that goes away entirely raises :class:`ClusterLost`.
 
-    (joblib's Dask backend is not used here: with one worker thread in the cluster it runs
-    every task in the calling process instead, and when the scheduler goes away its
-    generator can end early without an error.)"""
+    (joblib 1.6's Dask backend is not used here: when the cluster has one worker thread in
+    all it quietly runs every task in the calling process instead -- so a "cluster" run
+    used the client's disk and cores -- and a task the workers cannot deserialize made it
+    wait forever where ``Future.result`` raises the error.)"""
     from distributed import as_completed
 
     shared: tuple = ()

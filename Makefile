@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.qbt-installed
 EXTRAS ?= dev,dask
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help env lab report test golden bench bench-check bench-quick bench-publish readme-results strip clean
+.PHONY: help env lab report test golden bench bench-check bench-quick bench-publish bench-scaleout cluster readme-results strip clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -51,6 +51,12 @@ bench-publish: env ## render the asv history pages (benchmarks/html, linked from
 
 bench-quick: env ## every workload benchmark at quick size
 	$(BIN)/python -m qbt_lib.bench all --quick
+
+bench-scaleout: env ## synth at 1e9 samples on a 2-process Dask cluster vs threads (long; quiet box)
+	$(BIN)/python -m qbt_lib.synth.scaleout --n 1e9 --prefix 1e7
+
+cluster: env ## a Dask scheduler + 2 workers as separate processes on 127.0.0.1 (Ctrl-C stops)
+	$(BIN)/python -m qbt_lib.cluster --workers 2
 
 readme-results: env ## rewrite README.md's results table from the newest committed asv results
 	$(BIN)/python -m qbt_lib.report readme

@@ -5,14 +5,18 @@ workers, and chunk ``c`` draws its random numbers from ``chunk_rng(seed, c)`` (t
 of ``SeedSequence(seed)``). Results are returned in task order, so outputs are bitwise
 identical for any ``n_jobs`` and backend.
 
-``backend="dask"`` runs through joblib's Dask backend against a ``dask.distributed``
+``backend="dask"`` runs on ``dask.distributed`` futures against a
 scheduler: ``scheduler="local"`` starts a ``LocalCluster`` (``n_jobs`` single-threaded worker
 processes) for the call, an address such as ``"tcp://10.0.0.5:8786"`` connects to an
-existing scheduler, and ``None`` uses the current default ``distributed.Client``.
+existing scheduler (so does the path of a scheduler file written by ``dask scheduler
+--scheduler-file``), and ``None`` uses the current default ``distributed.Client``. Workers
+share nothing with the caller but the scheduler and the run's output location: what tasks
+need travels through Dask (``shared=``: scattered once per run to every worker).
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -180,9 +184,59 @@ def chunk_rng(seed: int, chunk: int) -> np.random.Generator:
     return np.random.default_rng(chunk_seed(seed, chunk))
 
 
+def _scheduler_kind(scheduler: str) -> str:
+    """``"local"``, ``"file"`` (a scheduler file written by ``dask scheduler
+    --scheduler-file``) or ``"address"``."""
+    s = str(scheduler).strip()
+    if s == "local":
+        return "local"
+    if s.endswith(".json") or (os.path.sep in s and "://" not in s and os.path.exists(s)):
+        if not os.path.exists(s):
+            raise ValueError(f"scheduler: no scheduler file at {s!r} (expected 'local', an "
+                             "address such as 'tcp://10.0.0.5:8786', or a scheduler file)")
+        return "file"
+    return "address"
+
+
+def check_scheduler(scheduler: Any) -> str | None:
+    """Validate a ``scheduler`` parameter: ``"local"``, an address or a scheduler file
+    (``None``: the current default ``distributed.Client``)."""
+    if scheduler is None:
+        return None
+    if not isinstance(scheduler, (str, os.PathLike)) or not str(scheduler).strip():
+        raise ValueError(f"scheduler must be 'local', an address such as "
+                         f"'tcp://127.0.0.1:8786' or a scheduler file, got {scheduler!r}")
+    s = str(scheduler).strip()
+    _scheduler_kind(s)
+    return s
+
+
+_ANNOUNCED: set[str] = set()
+
+
+def announce_dashboard(client: Any) -> None:
+    """Print the cluster's dashboard link once per scheduler (users see where it runs)."""
+    try:
+        addr = client.scheduler.address
+        link = client.dashboard_link
+    except Exception:  # pragma: no cover - an odd client
+        return
+    if addr in _ANNOUNCED:
+        return
+    _ANNOUNCED.add(addr)
+    n = len(client.scheduler_info().get("workers", {}))
+    print(f"Dask cluster {addr}: {n} worker(s), dashboard {link}", flush=True)
+
+
+class ClusterLost(RuntimeError):
+    """The Dask cluster went away in the middle of a run."""
+
+
 @contextlib.contextmanager
 def dask_client(scheduler: str | None = "local", n_workers: int = 2):
-    """A ``distributed.Client``: a fresh LocalCluster, a given address, or the default one."""
+    """A ``distributed.Client``: a fresh LocalCluster (``"local"``), an existing scheduler
+    (an address such as ``"tcp://10.0.0.5:8786"``, or a scheduler file), or the default
+    client (``None``). The dashboard link is printed once per scheduler."""
     try:
         from dask.distributed import Client, LocalCluster, default_client
     except ImportError:
@@ -195,29 +249,51 @@ def dask_client(scheduler: str | None = "local", n_workers: int = 2):
         except ValueError:
             raise ValueError("backend='dask' with scheduler=None needs a running "
                              "distributed.Client; pass scheduler='local' or an address") from None
-    if scheduler == "local":
+    scheduler = check_scheduler(scheduler)
+    kind = _scheduler_kind(scheduler)
+    if kind == "local":
         with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                          dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
-                Client(cluster) as client:
+                          host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                          silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+            announce_dashboard(client)
             yield client
-    else:
-        with Client(scheduler) as client:
-            yield client
+        return
+    try:
+        client = (Client(scheduler_file=scheduler) if kind == "file" else Client(scheduler))
+    except (OSError, TimeoutError) as e:
+        raise ClusterLost(f"scheduler={scheduler!r}: cannot reach the Dask scheduler "
+                          f"({type(e).__name__}: {e})") from None
+    with client:
+        announce_dashboard(client)
+        yield client
+
+
+def _for_workers(obj: Any) -> Any:
+    """What a shared object sends to Dask workers: its in-memory form (``in_memory()``,
+    e.g. a price store's arrays instead of a path into this machine's cache)."""
+    f = getattr(obj, "in_memory", None)
+    return f() if callable(f) else obj
 
 
 def pmap(func: Callable[[Any], Any], tasks: Iterable[Any], *, backend: str = "loky",
          n_jobs: int = 1, scheduler: str | None = "local", progress: bool | None = None,
-         desc: str | None = None, unit: str = "task") -> list[Any]:
+         desc: str | None = None, unit: str = "task",
+         shared: Sequence[Any] = ()) -> list[Any]:
     """Apply ``func`` to every task and return the results in task order.
 
     Runs sequentially when ``backend="sequential"``, ``n_jobs == 1`` or there is one task.
     ``progress`` shows a tqdm bar (default: on when there are more than 4 tasks, unless the
     environment says ``QBT_PROGRESS=0``).
-    Ctrl-C stops the workers (joblib terminates its loky/dask tasks) and raises
-    :class:`Interrupted` (a ``KeyboardInterrupt`` shown as one line in Jupyter).
+    Ctrl-C stops the workers (joblib terminates its loky tasks, Dask futures are cancelled)
+    and raises :class:`Interrupted` (a ``KeyboardInterrupt`` shown as one line in Jupyter).
+
+    ``shared``: objects every task needs (a price store, a sample space), passed as
+    ``func(task, *shared)``. On Dask they travel once per run, scattered to every worker in
+    their in-memory form (``obj.in_memory()`` when it has one), never as a path into this
+    machine's cache; the other backends hand them over as they are.
     """
     return list(imap(func, tasks, backend=backend, n_jobs=n_jobs, scheduler=scheduler,
-                     progress=progress, desc=desc, unit=unit))
+                     progress=progress, desc=desc, unit=unit, shared=shared))
 
 
 def effective_backend(backend: str, n_jobs: int, n_tasks: int) -> tuple[str, int]:
@@ -231,10 +307,14 @@ def effective_backend(backend: str, n_jobs: int, n_tasks: int) -> tuple[str, int
 
 def imap(func: Callable[[Any], Any], tasks: Iterable[Any], *, backend: str = "loky",
          n_jobs: int = 1, scheduler: str | None = "local", progress: bool | None = None,
-         desc: str | None = None, unit: str = "task") -> Iterator[Any]:
+         desc: str | None = None, unit: str = "task",
+         shared: Sequence[Any] = ()) -> Iterator[Any]:
     """Like :func:`pmap` but yields results in task order as they complete, so a caller can
     stream them (e.g. write chunk c while later chunks are still being computed)."""
     tasks = list(tasks) if not isinstance(tasks, Sequence) else tasks
+    shared = tuple(shared)
+    if shared:
+        func = functools.partial(_call_shared, func, shared)
     backend, n = effective_backend(backend, n_jobs, len(tasks))
     show = (len(tasks) > 4 and progress_default()) if progress is None else bool(progress)
     bar = progress_bar(len(tasks), desc or "qbt", unit, show)
@@ -260,11 +340,7 @@ def imap(func: Callable[[Any], Any], tasks: Iterable[Any], *, backend: str = "lo
         from joblib import Parallel, delayed, parallel_backend
 
         if backend == "dask":
-            with dask_client(scheduler, n_workers=n):
-                with parallel_backend("dask"):
-                    for r in Parallel(return_as="generator")(delayed(func)(t) for t in tasks):
-                        yield r
-                        bar.update(1)
+            yield from _dask_imap(func, tasks, scheduler, n, bar)
             return
         for r in Parallel(n_jobs=n, backend="loky", return_as="generator")(
                 delayed(func)(t) for t in tasks):
@@ -281,3 +357,94 @@ def imap(func: Callable[[Any], Any], tasks: Iterable[Any], *, backend: str = "lo
                           f"{unit}s") from None
     finally:
         bar.close()
+
+
+def _call_shared(func: Callable, shared: tuple, task: Any) -> Any:
+    return func(task, *shared)
+
+
+def _dask_imap(func: Callable, tasks: Sequence[Any], scheduler: str | None, n: int,
+               bar: Any) -> Iterator[Any]:
+    """The Dask branch of :func:`imap`, on ``dask.distributed`` futures.
+
+    Shared objects are scattered once to every worker (broadcast, so a worker lost mid-run
+    leaves a copy on the others). At most a few tasks per worker thread are in flight (so the
+    reorder buffer and the results held stay bounded whatever the number of tasks); the bar
+    advances as each task finishes on a worker, and results are yielded in task order. A
+    worker killed mid-run costs only the recomputation of its tasks (the scheduler reassigns
+    them); a cluster that goes away entirely raises :class:`ClusterLost`.
+
+    (joblib 1.6's Dask backend is not used here: when the cluster has one worker thread in
+    all it quietly runs every task in the calling process instead -- so a "cluster" run
+    used the client's disk and cores -- and a task the workers cannot deserialize made it
+    wait forever where ``Future.result`` raises the error.)"""
+    from distributed import as_completed
+
+    shared: tuple = ()
+    if isinstance(func, functools.partial) and func.func is _call_shared:
+        func, shared = func.args[0], func.args[1]
+    with dask_client(scheduler, n_workers=n) as client:
+        futures: dict[Any, int] = {}
+        try:
+            # hash=False: a key of its own per run, never one an earlier run is releasing
+            sent = (client.scatter([_for_workers(o) for o in shared], broadcast=True,
+                                   hash=False) if shared else [])
+            threads = sum(client.nthreads().values()) or n
+            window = max(4, 3 * threads)
+            it = iter(enumerate(tasks))
+
+            def submit() -> Any:
+                for i, t in it:
+                    f = client.submit(func, t, *sent, pure=False)
+                    futures[f] = i
+                    return f
+                return None
+
+            ac = as_completed([f for f in (submit() for _ in range(window)) if f is not None])
+            done: dict[int, Any] = {}
+            nxt = 0
+            for f in ac:
+                i = futures.pop(f)
+                r = f.result()
+                bar.update(1)
+                done[i] = r
+                nf = submit()
+                if nf is not None:
+                    ac.add(nf)
+                while nxt in done:
+                    yield done.pop(nxt)
+                    nxt += 1
+            if nxt != len(tasks):  # pragma: no cover - as_completed ended early
+                raise ClusterLost(
+                    f"the Dask cluster ({_address(client)}) went away in the middle of the "
+                    f"run: {nxt} of {len(tasks)} tasks came back; nothing was kept")
+        except ClusterLost:
+            raise
+        except Exception as e:
+            if _cluster_gone(client, e):
+                raise ClusterLost(
+                    f"the Dask cluster ({_address(client)}) went away in the middle of the "
+                    f"run ({type(e).__name__}: {e}); nothing was kept") from None
+            raise
+        finally:
+            if futures:  # an error, Ctrl-C or a caller that stopped early: stop the rest
+                with contextlib.suppress(Exception):
+                    client.cancel(list(futures), asynchronous=False)
+
+
+def _address(client: Any) -> str:
+    try:
+        return str(client.scheduler.address)
+    except Exception:  # pragma: no cover
+        return "?"
+
+
+def _cluster_gone(client: Any, exc: BaseException) -> bool:
+    """Whether ``exc`` means the cluster is gone (not a task's own error)."""
+    import asyncio
+    import concurrent.futures as cf
+    if isinstance(exc, (cf.CancelledError, asyncio.CancelledError)):
+        return True
+    if type(exc).__name__ in ("CommClosedError", "FutureCancelledError", "CancelledError"):
+        return True
+    return getattr(client, "status", "running") not in ("running",)

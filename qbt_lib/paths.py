@@ -25,9 +25,33 @@ def cache_dir() -> Path:
     return d
 
 
+def local_path(location: str | os.PathLike, name: str = "output_dir") -> Path:
+    """A path or a URI, through ``pyarrow.fs``: a local path or ``file://`` URI gives its
+    path. Other filesystems (``s3://``, ``gs://``, ``hdfs://``) are refused with a clear
+    error: the writers publish a run by renaming a complete temp directory, which needs a
+    filesystem (on a cluster: a mount every worker sees at the same path)."""
+    s = os.fspath(location)
+    if "://" not in str(s):
+        return Path(s).expanduser()
+    import pyarrow.fs as pafs
+    scheme = str(s).split("://", 1)[0].lower()
+    if scheme not in ("file", "local"):  # refused before any network access
+        raise ValueError(f"{name}: {s!r} is on {scheme}://; qbt writes its outputs to a "
+                         "filesystem (a local path, a file:// URI, or a shared mount that "
+                         "every Dask worker sees at the same path)")
+    try:
+        fs, path = pafs.FileSystem.from_uri(str(s))
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several kinds
+        raise ValueError(f"{name}: cannot open {s!r} ({e})") from None
+    if not isinstance(fs, pafs.LocalFileSystem):  # pragma: no cover - file:// is local
+        raise ValueError(f"{name}: {s!r} is not a local filesystem")
+    return Path(path)
+
+
 def resolve_output_dir(output_dir: str | os.PathLike) -> Path:
-    """A relative ``output_dir`` is taken from the project root, whatever the cwd."""
-    p = Path(output_dir).expanduser()
+    """A relative ``output_dir`` is taken from the project root, whatever the cwd; a
+    ``file://`` URI is accepted (see :func:`local_path`)."""
+    p = local_path(output_dir)
     if not p.is_absolute():
         p = PROJ_ROOT / p
     p.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from . import paths
 from .bench import WORKLOADS, Bench
+from .parallel import check_scheduler
 from .params import as_bool, as_float, as_int, as_list, one_of
 
 SIZES = ("tiny", "quick", "full")
@@ -203,6 +204,7 @@ class ProfilingConfig:
     max_repeats: int | None = None
     profile_seconds: float = 2.0
     top: int = 12
+    scheduler: str | None = "local"   # the dask cases' cluster (a hint: bench.scheduler)
 
     @classmethod
     def from_params(cls, workloads: Any = "all", size: Any = "quick",
@@ -210,7 +212,8 @@ class ProfilingConfig:
                     devices: Any = DEVICES, profile: Any = True,
                     output_dir: Any = "outputs/profiling", results_from: Any = None,
                     max_repeats: Any = None, profile_seconds: Any = 2.0,
-                    top: Any = 12, gpu_from: Any = None) -> "ProfilingConfig":
+                    top: Any = 12, gpu_from: Any = None,
+                    scheduler: Any = "local") -> "ProfilingConfig":
         if workloads is None or (isinstance(workloads, str) and workloads.strip().lower() == "all"):
             wls = list(WORKLOADS)
         else:
@@ -244,6 +247,7 @@ class ProfilingConfig:
                                                                  min=1),
             profile_seconds=as_float("profile_seconds", profile_seconds, min=0.0),
             top=as_int("top", top, min=1, max=200),
+            scheduler=check_scheduler(scheduler),
         )
 
     def describe(self) -> str:
@@ -289,7 +293,8 @@ class ProfilingBench(Bench):
     def __init__(self, workload: str, *, n_jobs_list: Sequence[int] = (1, 2, -1),
                  backends: Sequence[str] = BACKENDS, devices: Sequence[str] = DEVICES,
                  max_repeats: int | None = None, profile: bool = True,
-                 profile_seconds: float = 2.0, top: int = 12, **kw: Any):
+                 profile_seconds: float = 2.0, top: int = 12,
+                 scheduler: str | None = "local", **kw: Any):
         if max_repeats is not None:  # fewer timed calls per case than the bench's rule
             kw["min_repeats"] = int(max_repeats)
         super().__init__(workload, **kw)
@@ -297,6 +302,7 @@ class ProfilingBench(Bench):
         self.n_jobs_list = tuple(n_jobs_list)
         self.backends = tuple(backends)
         self.devices = tuple(devices)
+        self.scheduler = scheduler  # where a workload's dask cases run ("local": a LocalCluster)
         self.max_repeats = max_repeats
         self.profile = profile
         self.profile_seconds = profile_seconds
@@ -490,7 +496,7 @@ def run_benchmark(workload: str, cfg: ProfilingConfig, module: str | None = None
                                n_jobs_list=cfg.n_jobs, backends=cfg.backends,
                                devices=cfg.devices, max_repeats=cfg.max_repeats,
                                profile=cfg.profile, profile_seconds=cfg.profile_seconds,
-                               top=cfg.top)
+                               top=cfg.top, scheduler=cfg.scheduler)
             mod.run(b)
             b.run_profiles()
             b.note("rss_at_start_mb", rss0)

@@ -1,7 +1,6 @@
-"""Shared fixtures: a 2-process Dask local cluster (started once), GPU skip marker."""
+"""Shared fixtures: a Dask cluster of separate processes (started once), GPU skip marker."""
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
@@ -23,15 +22,31 @@ def bench_fixtures(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def dask_address():
-    """Address of a 2-worker-process ``dask.distributed`` LocalCluster for the session."""
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=":0", silence_logs=logging.ERROR)
-    try:
-        yield cluster.scheduler_address
-    finally:
-        cluster.close()
+def dask_cluster(tmp_path_factory):
+    """A real cluster for the session: ``dask scheduler`` and two ``dask worker`` processes
+    (separate OS processes on 127.0.0.1, each worker in its own directory with its own
+    ``QBT_CACHE_DIR``). Where the machine allows it (root + ``unshare``), each worker runs
+    in its own mount namespace with an empty tmpfs over this process's cache, so every test
+    that uses it also proves the workers need nothing from the client's disk but the output
+    location. Stopped (process groups killed) at the end, whatever the tests did."""
+    pytest.importorskip("distributed")
+    from qbt_lib import paths
+    from qbt_lib.cluster import ProcessCluster, can_hide_paths
+    hide = [paths.cache_dir(), paths.OUTPUTS / "cache"] if can_hide_paths() else []
+    # the code is the one thing shared: tests' helper functions are pickled by reference
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    with ProcessCluster(n_workers=2, nthreads=1, root=tmp_path_factory.mktemp("dask-cluster"),
+                        hide=hide, env={"PYTHONPATH": tests_dir}) as cluster:
+        cluster.hidden = hide
+        yield cluster
+
+
+@pytest.fixture
+def dask_address(dask_cluster):
+    """``tcp://127.0.0.1:PORT`` of the session's cluster, with both workers up (a test that
+    killed one gets it back from its nanny before the next test starts)."""
+    dask_cluster.wait_for_workers(dask_cluster.n_workers)
+    return dask_cluster.address
 
 
 def _gpu_ok() -> bool:

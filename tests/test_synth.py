@@ -189,11 +189,11 @@ def test_failed_run_leaves_no_dataset(space, cfg, tmp_path, monkeypatch):
     real = synth._write_part_task
     calls = []
 
-    def failing(task):
+    def failing(task, space=None):
         calls.append(task.part)
         if task.part == 2:
             raise RuntimeError("disk full (simulated)")
-        return real(task)
+        return real(task, space)
 
     out = tmp_path / "out"
     monkeypatch.setattr(synth, "_write_part_task", failing)

@@ -234,6 +234,22 @@ def _garch_draws(rng: np.random.Generator, n: int) -> tuple[dict, np.ndarray]:
 
 
 # --------------------------------------------------------------------------- price store
+def _store_from_arrays(symbols, fields, key, dates_ns, arrays) -> "PriceStore":
+    """A :class:`PriceStore` held in memory (read-only arrays, like the memory maps)."""
+    st = PriceStore.__new__(PriceStore)
+    st.path = None
+    st.symbols, st.fields, st.key = list(symbols), tuple(fields), key
+    st.dates = pd.DatetimeIndex(np.asarray(dates_ns, np.int64).view("datetime64[ns]"),
+                                name="date")
+    st._arrays = {}
+    for f in st.fields:
+        a = np.asarray(arrays[f])
+        a.setflags(write=False)
+        st._arrays[f] = a
+    st._sym_pos = {s: i for i, s in enumerate(st.symbols)}
+    return st
+
+
 class PriceStore:
     """Columnar store of many symbols: one ``dates x symbols`` float64 matrix per field.
 
@@ -261,7 +277,21 @@ class PriceStore:
         return cls(path)
 
     def __reduce__(self):
+        if self.path is None:  # an in-memory store travels with its arrays
+            return (_store_from_arrays, (self.symbols, self.fields, self.key,
+                                         self.dates.asi8, self._arrays))
         return (PriceStore, (str(self.path),))
+
+    def __dask_tokenize__(self):
+        return ("qbt.PriceStore", self.key)
+
+    def in_memory(self) -> "PriceStore":
+        """A copy whose matrices live in memory and that pickles by value: what goes to
+        Dask workers, which need not see this machine's cache (``path`` is ``None``)."""
+        if self.path is None:
+            return self
+        return _store_from_arrays(self.symbols, self.fields, self.key, self.dates.asi8,
+                                  {f: np.array(self[f]) for f in self.fields})
 
     def __repr__(self) -> str:
         return (f"PriceStore({len(self.dates)} dates x {len(self.symbols)} symbols, "

@@ -143,9 +143,10 @@ class Backtest:
 # --------------------------------------------------------------------------- chunk work
 @dataclass
 class _Job:
-    """One chunk task (pickled to loky/dask workers: the store pickles as its path)."""
+    """One chunk task. The store is not in it: it is handed to :func:`_run_job` once per
+    run (``parallel.imap(shared=...)``; on Dask scattered in memory to every worker)."""
 
-    store: data.PriceStore
+    store: data.PriceStore | None
     sched: Schedule
     chunk: int
     impl: str
@@ -194,9 +195,9 @@ def value_chunk(impl: str, device: str, price, vol, dates_ns, start, sched: Sche
     return s_pnl, s_hedge, out["value"][::n1].copy(), out["value"][n1 - 1::n1].copy()
 
 
-def _run_job(job: _Job):
+def _run_job(job: _Job, store: data.PriceStore | None = None):
     sched = job.sched
-    price, vol, dates_ns, start = asset_days(job.store, sched)
+    price, vol, dates_ns, start = asset_days(store if store is not None else job.store, sched)
     args = (job.impl, job.device, price, vol, dates_ns)
     params = (job.rate, job.side, job.hedge)
     if job.mode == "scratch" and job.impl == "numba":
@@ -224,13 +225,21 @@ def _run_job(job: _Job):
                 if job.mode == "parquet":
                     table = rows_table(out, sched.assets)
                     if writer is None:
-                        writer = pq.ParquetWriter(
-                            Path(job.tmpdir) / f"part-{job.chunk:06d}.parquet", table.schema,
-                            **PARQUET_OPTIONS)
+                        # a temp name, renamed to the chunk's fixed name when complete: a
+                        # chunk recomputed after its worker was lost is harmless
+                        final = Path(job.tmpdir) / f"part-{job.chunk:06d}.parquet"
+                        part_tmp = final.with_name(
+                            f"{final.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+                        writer = pq.ParquetWriter(part_tmp, table.schema, **PARQUET_OPTIONS)
                     writer.write_table(table)
+            if writer is not None:
+                writer.close()
+                writer = None
+                os.replace(part_tmp, final)
         finally:
             if writer is not None:
                 writer.close()
+                part_tmp.unlink(missing_ok=True)
         summ = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         return (sched.straddle_days, summ) if job.mode == "parquet" else _place(job, summ)
     out = job.out if job.mode == "into" else core.empty_rows(sched.straddle_days)
@@ -303,20 +312,21 @@ def backtest(store: data.PriceStore, schedule: Schedule, *, rate: float = 0.0,
     eff_backend, _ = parallel.effective_backend(backend, n_jobs, len(bounds))
     in_process = eff_backend in ("sequential", "threads")
     kw = dict(backend=backend, n_jobs=n_jobs, scheduler=scheduler, progress=progress,
-              desc="straddles", unit="chunk")
+              desc="straddles", unit="chunk", shared=(store,))
 
     def jobs(mode, out=None, tmpdir=None):
         for c, (lo, hi) in enumerate(bounds):
             n1 = schedule.days
             views = ({k: v[lo * n1:hi * n1] for k, v in out.items()} if out is not None
                      else None)
-            yield _Job(store, schedule.take(lo, hi), c, impl, device, rate, side_v, hedge,
+            yield _Job(None, schedule.take(lo, hi), c, impl, device, rate, side_v, hedge,
                        mode, views, tmpdir)
 
     if output == "parquet":
         if path is None:
             raise ValueError("output='parquet' needs path= (the dataset directory)")
-        final = paths.resolve_output_dir(Path(path).parent) / Path(path).name
+        local = paths.local_path(path, "path")  # a path or a file:// URI
+        final = paths.resolve_output_dir(local.parent) / local.name
         with paths.atomic_dir(final, replace=True) as tmp:
             (tmp / "rows").mkdir()
             (tmp / "summary").mkdir()
@@ -334,6 +344,8 @@ def backtest(store: data.PriceStore, schedule: Schedule, *, rate: float = 0.0,
             finally:
                 if summary_writer is not None:
                     summary_writer.close()
+            for stray in (tmp / "rows").glob("*.tmp"):  # from a chunk whose worker was lost
+                stray.unlink(missing_ok=True)
             (tmp / "meta.json").write_text(json.dumps(
                 {**params, "n_straddles": len(schedule), "n_rows": n,
                  "assets": schedule.assets, "skipped": len(schedule.skipped)}))
@@ -349,7 +361,7 @@ def backtest(store: data.PriceStore, schedule: Schedule, *, rate: float = 0.0,
         for job, (lo, hi) in zip(tasks, bounds):
             job.summ_out = {k: v[lo:hi] for k, v in summ.items()}
         if len(tasks) == 1:  # one chunk (the seed's 2,304 straddles): no pool, no bar
-            _run_job(tasks[0])
+            _run_job(tasks[0], store)
         else:
             parallel.pmap(_run_job, tasks, **kw)
     else:

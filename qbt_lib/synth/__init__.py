@@ -253,8 +253,8 @@ def samples_frame(cols: dict, symbols: list[str]) -> pd.DataFrame:
     return df
 
 
-def _chunk_samples(args: tuple) -> tuple[dict, np.ndarray | None]:
-    space, cfg, impl, start, stop, with_windows = args
+def _chunk_samples(args: tuple, space: SampleSpace) -> tuple[dict, np.ndarray | None]:
+    cfg, impl, start, stop, with_windows = args
     return build_samples(impl, space, Draws(cfg, space.n_keys).take(start, stop), with_windows)
 
 
@@ -278,10 +278,10 @@ def generate(n: int, space: SampleSpace, seed: int = 0, *, impl: str = "auto",
     if impl == "numba" and backend in ("sequential", "threads"):
         cols, ohlcv = _numba_all(space, cfg, start, start + n, parallel.resolve_n_jobs(n_jobs))
     else:
-        tasks = [(space, cfg, impl, start + a, start + b, with_windows)
+        tasks = [(cfg, impl, start + a, start + b, with_windows)
                  for a, b in parallel.chunk_bounds(n, chunk_size)]
         parts = parallel.pmap(_chunk_samples, tasks, backend=backend, n_jobs=n_jobs,
-                              scheduler=scheduler, progress=False)
+                              scheduler=scheduler, progress=False, shared=(space,))
         cols = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
         ohlcv = np.concatenate([p[1] for p in parts], axis=1)
     if materialize:
@@ -332,6 +332,13 @@ class WriteResult:
     position_mean: float
     backend: str
     n_jobs: int
+    worker_peak_rss_mb: dict | None = None  # backend dask: each worker process's peak RSS
+    client_peak_rss_mb: float | None = None  # this process's peak RSS when the write ended
+
+
+def _peak_rss_mb() -> float | None:  # runs on a Dask worker
+    from ..machine import peak_rss_mb
+    return peak_rss_mb()
 
 
 def write_dataset(path: str | os.PathLike, n: int, space: SampleSpace, cfg: DrawConfig, *,
@@ -359,6 +366,7 @@ def write_dataset(path: str | os.PathLike, n: int, space: SampleSpace, cfg: Draw
     acc = {"actions": 0, "eq_h": 0, "pos_h": 0, "eq": 0.0, "pos": 0.0, "nbytes": 0,
            "file_bytes": 0}
     n_windows = 0
+    worker_rss = client = None
 
     def add(st: PartStats) -> None:
         acc["nbytes"] += st.nbytes
@@ -374,28 +382,33 @@ def write_dataset(path: str | os.PathLike, n: int, space: SampleSpace, cfg: Draw
     with contextlib.ExitStack() as stack:
         if eff_backend == "dask" and scheduler is not None:
             # one cluster (or connection) for both phases, not one per parallel map
-            stack.enter_context(parallel.dask_client(scheduler, n_workers=eff_jobs))
+            client = stack.enter_context(parallel.dask_client(scheduler, n_workers=eff_jobs))
             scheduler = None
         # the dataset appears at ``path`` (replacing an old one) only when complete
         tmp = stack.enter_context(paths.atomic_dir(path, replace=True))
         (tmp / table).mkdir()
-        tasks = [PartTask(space, cfg, impl, table, c, a, b, str(tmp / table), fmt, compression)
+        # tasks carry no space: it travels once per run (``shared``: on Dask, scattered to
+        # every worker in memory, so workers need not see this machine's cache)
+        tasks = [PartTask(None, cfg, impl, table, c, a, b, str(tmp / table), fmt, compression)
                  for c, (a, b) in enumerate(chunks)]
         for st in parallel.imap(_write_part_task, tasks, backend=backend, n_jobs=n_jobs,
                                 scheduler=scheduler, progress=progress,
-                                desc=f"synth {table}", unit="chunk"):
+                                desc=f"synth {table}", unit="chunk", shared=(space,)):
             add(st)
         if not materialize:
             (tmp / "windows").mkdir()
             used = np.flatnonzero(counts)
             n_windows = len(used)
-            wtasks = [PartTask(space, cfg, impl, "windows", c, a, b, str(tmp / "windows"),
+            wtasks = [PartTask(None, cfg, impl, "windows", c, a, b, str(tmp / "windows"),
                                fmt, compression, keys=used[a:b])
                       for c, (a, b) in enumerate(parallel.chunk_bounds(len(used), chunk_size))]
             for st in parallel.imap(_write_part_task, wtasks, backend=backend, n_jobs=n_jobs,
                                     scheduler=scheduler, progress=progress,
-                                    desc="synth windows", unit="chunk"):
+                                    desc="synth windows", unit="chunk", shared=(space,)):
                 add(st)
+        # a part whose task was recomputed (its worker lost) may have left a temp file
+        for stray in tmp.glob("*/*.tmp"):
+            stray.unlink(missing_ok=True)
         meta = {
             "dataset": "qbt.synth", "version": 1,
             "kind": "materialized" if materialize else "normalized", "format": fmt,
@@ -410,6 +423,9 @@ def write_dataset(path: str | os.PathLike, n: int, space: SampleSpace, cfg: Draw
             "tables": ["samples", "windows"] if not materialize else ["rows"],
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        if client is not None:
+            with contextlib.suppress(Exception):
+                worker_rss = client.run(_peak_rss_mb)
     return WriteResult(path=Path(path), kind=meta["kind"], fmt=fmt, n=n,
                        seconds=time.perf_counter() - t0, nbytes=acc["nbytes"],
                        file_bytes=acc["file_bytes"],
@@ -417,7 +433,8 @@ def write_dataset(path: str | os.PathLike, n: int, space: SampleSpace, cfg: Draw
                        key_counts=counts, action_counts=np.asarray(acc["actions"]),
                        equity_hist=np.asarray(acc["eq_h"]),
                        position_hist=np.asarray(acc["pos_h"]), equity_mean=acc["eq"] / n,
-                       position_mean=acc["pos"] / n, backend=eff_backend, n_jobs=eff_jobs)
+                       position_mean=acc["pos"] / n, backend=eff_backend, n_jobs=eff_jobs,
+                       worker_peak_rss_mb=worker_rss, client_peak_rss_mb=_peak_rss_mb())
 
 
 def _encoding(fmt: str, compression: str | None, materialize: bool) -> dict:
@@ -431,8 +448,10 @@ def _encoding(fmt: str, compression: str | None, materialize: bool) -> dict:
                                  "use_byte_stream_split")}
 
 
-def _write_part_task(task: PartTask) -> PartStats:
+def _write_part_task(task: PartTask, space: SampleSpace | None = None) -> PartStats:
     # A module-level indirection, so a test can make one part fail midway.
+    if space is not None:
+        task = dataclasses.replace(task, space=space)
     return write_part(task)
 
 
@@ -440,23 +459,44 @@ def open_dataset(path: str | os.PathLike) -> SynthDataset:
     return SynthDataset(paths.resolve_input_path(path))
 
 
-def dataset_digest(path: str | os.PathLike, columns: Sequence[str] | None = None) -> str:
+def dataset_digest(path: str | os.PathLike, columns: Sequence[str] | None = None,
+                   limit: int | None = None) -> str:
     """A SHA-256 of a dataset's contents (table values in row order, not the file bytes),
     so datasets written with different chunk sizes compare equal when their samples do.
 
     ``columns`` restricts it to some columns of the samples/rows table, e.g. the ones that
     are exact on every machine (symbol, idx, date, equity, position, action: integers and
     the draws' IEEE arithmetic; windows and labels go through ``exp``/``log`` of the market,
-    whose last bit may differ between CPU instruction sets)."""
+    whose last bit may differ between CPU instruction sets).
+
+    ``limit``: the first ``limit`` samples only (samples/rows table), so a prefix of a big
+    run can be compared with a smaller run of the same seed (the draws do not depend on n)."""
     ds = open_dataset(path)
     h = hashlib.sha256()
-    h.update(json.dumps([ds.kind, ds.n, ds.lookback, ds.symbols]).encode())
+    head = [ds.kind, ds.n, ds.lookback, ds.symbols]
+    if limit is not None:
+        limit = as_int("limit", limit, min=1)
+        if limit > ds.n:
+            raise ValueError(f"limit={limit} but the dataset has {ds.n} samples")
+        head = [ds.kind, limit, ds.lookback, ds.symbols]
+    h.update(json.dumps(head).encode())
     tables = ["samples", "windows"] if ds.kind == "normalized" else ["rows"]
-    if columns is not None:
+    if columns is not None or limit is not None:
         tables = tables[:1]
+
+    def batches(t):
+        left = limit
+        for rb in ds.batches(t):
+            if left is not None:
+                if left <= 0:
+                    return
+                rb = rb.slice(0, left)
+                left -= rb.num_rows
+            yield rb
+
     for t in tables:
         cols: dict[str, Any] = {}  # one hash per column, fed in row order across batches
-        for rb in ds.batches(t):
+        for rb in batches(t):
             for name in rb.schema.names:
                 if columns is not None and name not in columns:
                     continue
@@ -543,7 +583,9 @@ class RunResult:
                 "device": self.device, "kind": w.kind, "format": w.fmt,
                 "n_windows": w.n_windows, "arrow_bytes": w.nbytes, "file_bytes": w.file_bytes,
                 "market_seconds": self.market_seconds,
-                "warm_up_seconds": self.warm_up_seconds}
+                "warm_up_seconds": self.warm_up_seconds,
+                "client_peak_rss_mb": w.client_peak_rss_mb,
+                **({"worker_peak_rss_mb": w.worker_peak_rss_mb} if w.backend == "dask" else {})}
 
 
 def run(progress: bool | None = None, scheduler: str | None = "local", n_bars: int = N_BARS,
@@ -551,6 +593,7 @@ def run(progress: bool | None = None, scheduler: str | None = "local", n_bars: i
     """The notebook's entry: validate, build the market's sample space, write the dataset
     (normalized or materialized) to ``output_dir/dataset``."""
     p = check_params(**params)
+    scheduler = parallel.check_scheduler(scheduler)
     impl, device = resolve_impl(p["impl"], p["device"])
     t0 = time.perf_counter()
     space = sample_space(p["source"], p["symbols"], p["seed"], p["lookback"], p["horizon"],
@@ -559,7 +602,7 @@ def run(progress: bool | None = None, scheduler: str | None = "local", n_bars: i
     cfg = draw_config(p["seed"])
     t0 = time.perf_counter()
     out = paths.resolve_output_dir(p["output_dir"])
-    warm_up(impl, space, cfg, p["backend"], p["n_jobs"], root=out)
+    warm_up(impl, space, cfg, p["backend"], p["n_jobs"], root=out, scheduler=scheduler)
     t_warm = time.perf_counter() - t0
     w = write_dataset(out / "dataset", p["n"], space, cfg, impl=impl,
                       materialize=p["materialize"], fmt=p["file_format"],
@@ -570,10 +613,12 @@ def run(progress: bool | None = None, scheduler: str | None = "local", n_bars: i
 
 
 def warm_up(impl: str, space: SampleSpace, cfg: DrawConfig, backend: str = "sequential",
-            n_jobs: int = 1, root: str | os.PathLike | None = None) -> None:
+            n_jobs: int = 1, root: str | os.PathLike | None = None,
+            scheduler: str | None = "local") -> None:
     """Load (or compile) every kernel a run uses and start the worker pool on a few
     samples, so the timed run measures the steady state; the one-off cost is reported on
-    its own. (A Dask LocalCluster is started by the run itself.)"""
+    its own. On an existing Dask cluster (an address or scheduler file) the workers load
+    their kernels too; a LocalCluster (``"local"``) is started by the run itself."""
     import tempfile
 
     from .nb import gather_rows_par_nb
@@ -587,6 +632,11 @@ def warm_up(impl: str, space: SampleSpace, cfg: DrawConfig, backend: str = "sequ
                           materialize=materialize, chunk_size=8, progress=False,
                           backend="sequential" if backend == "dask" else backend,
                           n_jobs=n_jobs)
+        if backend == "dask" and scheduler not in (None, "local"):
+            for materialize in (False, True):
+                write_dataset(Path(tmp) / f"d{materialize}", 256, space, cfg, impl=impl,
+                              materialize=materialize, chunk_size=16, progress=False,
+                              backend="dask", scheduler=scheduler, n_jobs=n_jobs)
 
 
 def time_reference(space: SampleSpace, cfg: DrawConfig, n: int, impl: str = "reference",

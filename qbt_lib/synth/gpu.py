@@ -108,7 +108,15 @@ def _device_space(path: str) -> DeviceSpace:
     return DeviceSpace(SampleSpace(path))
 
 
+_MEMORY_SPACES: dict[str, DeviceSpace] = {}
+
+
 def device_space(space: SampleSpace) -> DeviceSpace:
+    if space.path is None:  # the in-memory copy a Dask worker received: keyed by content
+        if space.key not in _MEMORY_SPACES:
+            _MEMORY_SPACES.clear()
+            _MEMORY_SPACES[space.key] = DeviceSpace(space)
+        return _MEMORY_SPACES[space.key]
     return _device_space(str(space.path))
 
 

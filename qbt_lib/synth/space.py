@@ -88,7 +88,24 @@ class SampleSpace:
         return self._tables
 
     def __reduce__(self):  # workers re-open the memory maps instead of receiving copies
+        if self.path is None:  # ... unless it is the in-memory copy sent to Dask workers
+            return (_space_from_arrays, (self._meta(), {n: getattr(self, n) for n in _ARRAYS}))
         return (SampleSpace, (str(self.path),))
+
+    def __dask_tokenize__(self):
+        return ("qbt.SampleSpace", self.key)
+
+    def _meta(self) -> dict:
+        return {"symbols": self.symbols, "lookback": self.lookback, "horizon": self.horizon,
+                "key": self.key}
+
+    def in_memory(self) -> "SampleSpace":
+        """A copy whose tables live in memory and that pickles by value (``path`` None):
+        what Dask workers receive, so they need not see this machine's cache."""
+        if self.path is None:
+            return self
+        return _space_from_arrays(self._meta(), {n: np.array(getattr(self, n))
+                                                 for n in _ARRAYS})
 
     def __repr__(self) -> str:
         return (f"SampleSpace({len(self.symbols)} symbols, {self.n_bars_total} bars, "
@@ -144,6 +161,19 @@ class SampleSpace:
                     {"symbols": symbols, "lookback": lookback, "horizon": horizon,
                      "key": key}))
         return cls(final)
+
+
+def _space_from_arrays(meta: dict, arrays: dict) -> SampleSpace:
+    sp = SampleSpace.__new__(SampleSpace)
+    sp.path = None
+    sp.symbols, sp.lookback = list(meta["symbols"]), int(meta["lookback"])
+    sp.horizon, sp.key = int(meta["horizon"]), meta["key"]
+    for name in _ARRAYS:
+        a = np.asarray(arrays[name])
+        a.setflags(write=False)  # the same (read-only) array types as the memory maps
+        setattr(sp, name, a)
+    sp._tables = None
+    return sp
 
 
 def _key_tables(prices: np.ndarray, lens: np.ndarray, dates: np.ndarray, lookback: int,

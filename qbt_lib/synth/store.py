@@ -249,8 +249,13 @@ def write_part(task: PartTask) -> PartStats:
             cols["key"] = keys
         return cols, to_record_batch(cols, ohlcv, symbols, schema)
 
+    # Written under a temp name and renamed to its fixed name when complete: a task run
+    # twice (its worker lost mid-run, the scheduler recomputing it) writes the same bytes
+    # and never leaves a torn part behind.
     path = Path(task.dir) / f"part-{task.part:05d}{SUFFIX[task.fmt]}"
-    writer = PartWriter(path, schema, task.fmt, task.compression)
+    tmp_path = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    writer = PartWriter(tmp_path, schema, task.fmt, task.compression)
+    ok = False
     try:
         with ThreadPoolExecutor(1) as ex:  # build sub-batch i+1 while sub-batch i is encoded
             fut = ex.submit(make, 0) if ranges else None
@@ -268,11 +273,16 @@ def write_part(task: PartTask) -> PartStats:
                     eq_sum += es
                     pos_sum += ps
                 del cols, batch
+        ok = True
     finally:
         writer.close()
         for buf in buffers:
             if buf is not None:
                 _BUFFERS.give(buf)
+        if ok:
+            os.replace(tmp_path, path)
+        else:
+            tmp_path.unlink(missing_ok=True)
     return PartStats(rows=task.stop - task.start, nbytes=nbytes,
                      file_bytes=path.stat().st_size, key_counts=counts,
                      action_counts=actions, equity_hist=eq_h, position_hist=pos_h,

@@ -184,6 +184,8 @@ _OPEN_STORES: dict[str, PriceStore] = {}
 
 def _reuse(store: PriceStore) -> PriceStore:
     """A worker unpickles a fresh store per task; keep the first one (and its maps) instead."""
+    if store.path is None:  # Dask: the in-memory copy scattered to this worker once per run
+        return store
     return _OPEN_STORES.setdefault(str(store.path), store)
 
 
@@ -219,8 +221,8 @@ def run_task(task: Task, *, store: PriceStore, model: str, n_estimators: int, al
             "cpu_s": time.process_time() - cpu}
 
 
-def run_chunk(chunk: list[Task], **kw) -> list[dict]:
-    return [run_task(t, **kw) for t in chunk]
+def run_chunk(chunk: list[Task], store: PriceStore, **kw) -> list[dict]:
+    return [run_task(t, store=store, **kw) for t in chunk]
 
 
 def chunk_tasks(tasks: list[Task], model: str, n_workers: int) -> list[list[Task]]:
@@ -237,7 +239,9 @@ def run_fast(cfg: WalkForwardConfig, progress: bool | None = None) -> tuple[list
     panel = load_panel(cfg)
     tasks = make_tasks(cfg, panel)
     t1 = time.perf_counter()
-    func = functools.partial(run_chunk, store=panel.store, model=cfg.model,
+    # the store travels once per run (``shared``): on Dask scattered in memory to every
+    # worker, which need not see this machine's cache
+    func = functools.partial(run_chunk, model=cfg.model,
                              n_estimators=cfg.n_estimators, alpha=cfg.alpha,
                              threshold=cfg.threshold, long_only=cfg.long_only, cost=cfg.cost,
                              main_pid=os.getpid())
@@ -247,7 +251,7 @@ def run_fast(cfg: WalkForwardConfig, progress: bool | None = None) -> tuple[list
     with threadpool_limits(1):
         done = pmap(func, chunks, backend=cfg.backend, n_jobs=cfg.n_jobs,
                     scheduler=cfg.scheduler, progress=progress, desc="walk-forward",
-                    unit="chunk")
+                    unit="chunk", shared=(panel.store,))
     results = [r for chunk in done for r in chunk]
     t2 = time.perf_counter()
     # task_wall_s / (workers * tasks_s): how busy the workers were; task_cpu_s / task_wall_s:

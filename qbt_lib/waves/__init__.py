@@ -323,10 +323,9 @@ def _jobs_for(L: np.ndarray, windows: list[tuple[int, int]], k: int | None):
     return np.concatenate(st), np.concatenate(en), np.concatenate(wi)
 
 
-def _run_task(task: dict) -> list[tuple]:
+def _run_task(task: dict, store: _data.PriceStore) -> list[tuple]:
     """One parallel task: a chunk of one symbol's jobs, every rule set (runs in a worker,
-    which memory-maps the store)."""
-    store = task["store"]
+    which memory-maps the store, or on Dask holds the copy scattered to it once per run)."""
     lo, hi, _ = _symbol_bars(store, task["sym"])
     L, H = _oriented(lo, hi, task["direction"])
     starts, ends = task["starts"], task["ends"]
@@ -433,14 +432,14 @@ def scan(data: Any, *, symbols: Any = None, start: Any = None, end: Any = None,
             for d in dirs:
                 st, en, wi = info["jobs"][d]
                 for a, b in parallel.chunk_bounds(len(st), CHUNK_JOBS):
-                    tasks.append(dict(store=store, sym=info["j"], direction=d, rules=rules_l,
+                    tasks.append(dict(sym=info["j"], direction=d, rules=rules_l,
                                       starts=st[a:b], ends=en[a:b], windows=wi[a:b],
                                       up_to=up_to, impl=impl, top_k=top_k))
                     keys.append((i, d, a))
         backend_used, _ = parallel.effective_backend(backend, n_workers, len(tasks))
         outs = parallel.pmap(_run_task, tasks, backend=backend, n_jobs=n_workers,
                              scheduler=scheduler, progress=progress, desc="waves",
-                             unit="chunk")
+                             unit="chunk", shared=(store,))
         for (i, d, a), out in zip(keys, outs):
             # job indices are local to the chunk: shift them back to the symbol's job list
             shifted = [(job + a, piv, rej, built, kept) for job, piv, rej, built, kept in out]

@@ -49,11 +49,12 @@ DEVICES = ("cpu", "gpu")
 REFERENCE_IMPLS = ("reference", "ref", "before")
 
 # --------------------------------------------------------------------------- seed figures
-_S000 = "seeds/000_4d85098cd9e48967.txt"
-_S001 = "seeds/001_6c3c886346fcaa93.txt"
-_S002 = "seeds/002_4bfcd92795aa647f.txt"
-_S003 = "seeds/003_1e7437c5c24a48bc.txt"
-_S004 = "seeds/004_74ba05cd6d68d1b9.txt"
+# where each published figure is quoted, in the repository (the original write-ups' figures)
+_S000 = "docs/synth.md"
+_S001 = "docs/walkforward.md"
+_S002 = "docs/waves.md"
+_S003 = "docs/marketsim.md"
+_S004 = "docs/straddles.md"
 
 
 def _t(workload, source, label, size, unit, lo, hi=None, workers=1, note=""):
@@ -105,7 +106,7 @@ SEED_FIGURES: list[dict] = [
        note="8.3 hours"),
     _t("waves", _S002, "full acceleration: S&P 500", 500, "symbols", 25 * 60, workers=30,
        note="25 minutes with 30 workers + GPU"),
-    _t("waves", "specs/waves.md", "original find_impulsive_wave, 1 core", 579195, "tuples",
+    _t("waves", "docs/waves.md", "original find_impulsive_wave, 1 core", 579195, "tuples",
        579195 / 30e3, 579195 / 20e3, workers=1, note="20-30 thousand tuples/s"),
     _t("marketsim", _S003, "sequential analysis, 30 symbols x 70 sims", 2100, "symbol-sims",
        95, workers=1, note="~30 symbols in ~95 s, 70 simulations each"),

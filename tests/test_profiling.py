@@ -282,7 +282,7 @@ def test_seed_comparison_is_fair_about_workers():
     # a 1-worker seed figure is compared with our best 1-worker case (fast 1M: 125k/s)
     assert before["our case"] == "fast 1M"
     assert before["x seed"] == pytest.approx((1e6 / 8.0) / (1e6 / 300.0))
-    assert before["source"] == "seeds/000_4d85098cd9e48967.txt"
+    assert before["source"] == "docs/synth.md"
     multi = sc.loc["after: vectorized + joblib, 8 cores"]
     assert multi["our case"] == "fast 1M loky all"
     assert sc.loc["combined speed-up claimed", "x seed"] == pytest.approx(400.0 / 240)
@@ -426,7 +426,7 @@ def test_plots_from_fixture_jsons(bench_fixtures):
     ax = figs[0].axes[0]
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
     texts = " ".join(t.get_text() for f in figs[:2] for a in f.axes for t in a.texts)
-    assert "seed: before: sequential loop" in texts and "000_4d85098cd9e48967.txt" in texts
+    assert "seed: before: sequential loop" in texts and "[synth.md]" in texts
     import matplotlib.pyplot as plt
     plt.close("all")
     empty = _doc([])

@@ -66,7 +66,8 @@ class ProcessCluster:
                  env: dict | None = None, start_timeout: float = 120.0):
         self.n_workers, self.nthreads = int(n_workers), int(nthreads)
         self._own_root = root is None
-        self.root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="qbt-cluster-"))
+        self.root = (Path(root).resolve() if root is not None       # the processes run elsewhere
+                     else Path(tempfile.mkdtemp(prefix="qbt-cluster-")))
         self.hide = [str(Path(p).resolve()) for p in hide]
         self.memory_limit = memory_limit
         self.env = dict(env or {})

@@ -359,6 +359,37 @@ def imap(func: Callable[[Any], Any], tasks: Iterable[Any], *, backend: str = "lo
         bar.close()
 
 
+_MALLOC_TUNED = False
+_M_MMAP_THRESHOLD = -3          # glibc's mallopt parameter
+
+
+def _on_worker(func: Callable, *args: Any) -> Any:
+    """Run one task on a Dask worker, after :func:`tune_worker_malloc` (once per process)."""
+    tune_worker_malloc()
+    return func(*args)
+
+
+def tune_worker_malloc() -> bool:
+    """Undo a side effect of Dask's worker environment, once per process.
+
+    Dask's nanny starts every worker with ``MALLOC_TRIM_THRESHOLD_`` set. Setting it also
+    switches off glibc's dynamic mmap threshold, so every large buffer (Arrow's Parquet
+    encoding, a chunk's arrays) is mapped and unmapped afresh and its pages faulted in again:
+    synth's part writes ran ~1.3x slower in a worker than in a plain process (measured: the
+    same sequential write of 3e7 samples, 4.5 s in a worker vs 3.7 s). A fixed 32 MB mmap
+    threshold (glibc's own upper bound for the dynamic one) restores the plain-process speed;
+    the trim threshold stays as Dask set it. Returns whether it changed anything."""
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED or "MALLOC_TRIM_THRESHOLD_" not in os.environ:
+        return False
+    _MALLOC_TUNED = True
+    try:
+        import ctypes
+        return bool(ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 32 << 20))
+    except (OSError, AttributeError):  # not glibc: nothing to undo
+        return False
+
+
 def _call_shared(func: Callable, shared: tuple, task: Any) -> Any:
     return func(task, *shared)
 
@@ -395,7 +426,7 @@ def _dask_imap(func: Callable, tasks: Sequence[Any], scheduler: str | None, n: i
 
             def submit() -> Any:
                 for i, t in it:
-                    f = client.submit(func, t, *sent, pure=False)
+                    f = client.submit(_on_worker, func, t, *sent, pure=False)
                     futures[f] = i
                     return f
                 return None

@@ -305,3 +305,9 @@ def test_run_summary_and_metrics(tmp_path):
                                             "parallel_efficiency", "gpu", "wall_seconds"}
     m = res.metrics()
     assert m["samples_per_s"] > 0 and m["impl"] == "numba"
+
+
+def test_default_chunk_size_is_larger_on_dask():
+    assert synth.check_params(backend="threads")["chunk_size"] == synth.CHUNK == 1 << 19
+    assert synth.check_params(backend="dask")["chunk_size"] == synth.DASK_CHUNK == 1 << 21
+    assert synth.check_params(backend="dask", chunk_size=1000.0)["chunk_size"] == 1000

@@ -60,7 +60,7 @@ N_BARS = 5000          # synthetic history per symbol: ~20 years, like the S&P 5
 SYMBOLS_SYNTHETIC = 10
 DEFAULTS = dict(n=10_000_000, lookback=64, horizon=1, seed=0, source="synthetic",
                 symbols=None, start=None, end=None, adjust=True, n_jobs=-1, backend="threads", device="auto", impl="auto",
-                materialize=False, chunk_size=1 << 19, output_dir="outputs/synth",
+                materialize=False, chunk_size=None, output_dir="outputs/synth",
                 file_format="parquet")
 
 
@@ -87,7 +87,8 @@ def check_params(**params: Any) -> dict:
         "device": one_of("device", p["device"], DEVICES),
         "impl": one_of("impl", p["impl"], IMPLS),
         "materialize": as_bool("materialize", p["materialize"]),
-        "chunk_size": as_int("chunk_size", p["chunk_size"], min=1, max=1 << 30),
+        "chunk_size": (default_chunk_size(p["backend"]) if p["chunk_size"] is None else
+                       as_int("chunk_size", p["chunk_size"], min=1, max=1 << 30)),
         "output_dir": _check_output_dir(p["output_dir"]),
         "file_format": one_of("file_format", p["file_format"], FORMATS),
     }
@@ -99,6 +100,17 @@ def check_params(**params: Any) -> dict:
         raise ValueError(f"device='gpu' runs impl 'cupy' (or 'auto'); impl={out['impl']!r} "
                          "runs on the CPU")
     return out
+
+
+CHUNK = 1 << 19          # samples per chunk (one part file each): ~0.1 s of work per task
+DASK_CHUNK = 1 << 21     # on Dask: ~0.3 s tasks keep the scheduler and result traffic small
+                         # (1e9 on 2 workers: 0.78 of the threads backend with 512k-sample
+                         # chunks, 0.80 with 2M; the samples are the same either way)
+
+
+def default_chunk_size(backend: Any) -> int:
+    """``chunk_size=None``: :data:`DASK_CHUNK` samples on Dask, else :data:`CHUNK`."""
+    return DASK_CHUNK if str(backend).strip().lower() == "dask" else CHUNK
 
 
 def _date_text(name: str, value: Any) -> str | None:

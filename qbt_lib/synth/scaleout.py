@@ -125,7 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="samples of the dask-vs-threads pair (default: --n)")
     ap.add_argument("--prefix", type=float, default=1e7)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--chunk-size", type=int, default=1 << 19)
+    ap.add_argument("--chunk-size", type=int, default=1 << 21,
+                    help="samples per chunk, the same for both runs (like with like; the "
+                         "notebook's default on Dask)")
     ap.add_argument("--scheduler", default=None, help="an existing cluster (default: start one)")
     ap.add_argument("--out", default=str(paths.BENCH_DIR / "synth-scaleout"))
     ap.add_argument("--keep", action="store_true", help="keep the datasets")

@@ -50,8 +50,10 @@ def test_write_and_read_metrics(tmp_path):
     assert report.read_metrics("nothing", tmp_path) is None
 
 
-def test_summary_rows_cover_every_workload_and_name_sources(outputs):
-    rows = {r["workload"]: r for r in report.summary_rows(outputs)}
+def test_summary_rows_cover_every_workload_and_name_sources(outputs, tmp_path):
+    # without recorded asv history (the committed benchmarks/results are test_history's)
+    no_asv = tmp_path / "no-asv-results"
+    rows = {r["workload"]: r for r in report.summary_rows(outputs, results_dir=no_asv)}
     assert list(rows) == list(WORKLOADS)  # never skipped, built or not
     s = rows["synth"]
     # the bench JSON's figure first (traceable to it); the notebook's own figure beside it
@@ -68,7 +70,7 @@ def test_summary_rows_cover_every_workload_and_name_sources(outputs):
     # without a bench JSON, the notebook's metrics.json is the source
     (outputs / "bench" / "synth.json").unlink()
     (outputs / "bench" / "synth-h100.json").unlink()
-    s = {r["workload"]: r for r in report.summary_rows(outputs)}["synth"]
+    s = {r["workload"]: r for r in report.summary_rows(outputs, results_dir=no_asv)}["synth"]
     assert s["headline"]["throughput"] == "5M samples/s (numba)"
     assert s["source"]["throughput"] == "metrics.json" and s["headline"]["gpu"] == "-"
     for r in rows.values():
@@ -76,7 +78,7 @@ def test_summary_rows_cover_every_workload_and_name_sources(outputs):
 
 
 def test_summary_rows_without_any_result(tmp_path):
-    rows = report.summary_rows(tmp_path / "empty")
+    rows = report.summary_rows(tmp_path / "empty", results_dir=tmp_path / "no-asv-results")
     assert [r["workload"] for r in rows] == list(WORKLOADS)
     assert all(r["headline"] == {k: "-" for k in report.HEADLINE_KEYS} for r in rows)
 

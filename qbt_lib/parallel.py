@@ -337,7 +337,7 @@ def imap(func: Callable[[Any], Any], tasks: Iterable[Any], *, backend: str = "lo
             finally:
                 ex.shutdown(wait=True, cancel_futures=True)
             return
-        from joblib import Parallel, delayed, parallel_backend
+        from joblib import Parallel, delayed
 
         if backend == "dask":
             yield from _dask_imap(func, tasks, scheduler, n, bar)

@@ -537,7 +537,7 @@ def readme_results(docs: list[dict] | None = None, results_dir: Path | None = No
 
 def _readme_from_jsons(docs: list[dict] | None = None) -> str:
     """The README's results block (Markdown) from the bench JSONs."""
-    from .profiling import human, ratios_table, summarize, times
+    from .profiling import ratios_table, summarize, times
     docs = bench_docs() if docs is None else docs
     lines = ["| workload | headline throughput | speed-up vs reference | parallel efficiency "
              "| GPU | bench JSON (machine) |", "|---|---|---|---|---|---|"]

@@ -27,7 +27,7 @@ import pandas as pd
 
 from .. import paths
 from ..params import as_int
-from .sources import (OHLCV, SP500, Loaded, as_date, check_source, check_vol_units,
+from .sources import (OHLCV, SP500, as_date, check_source, check_vol_units,
                       generator_symbols, load, parse_vol, realized_vol, register_source,
                       registered_sources, select_symbols, source_label, span, vix)
 

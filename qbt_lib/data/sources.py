@@ -299,7 +299,7 @@ def _named(df: pd.DataFrame, name: str | None, shown: str) -> dict[str, pd.DataF
     return out
 
 
-def _raw_frames(source: Any, symbols: Any, param: str, synthetic: Callable | None,
+def _raw_frames(source: Any, symbols: Any, synthetic: Callable | None,
                 options: Mapping[str, Any]) -> tuple[str, dict[str, pd.DataFrame], bool]:
     """``(shown name, {symbol: raw frame}, generated)`` for any kind of source."""
     if isinstance(source, Mapping):
@@ -467,19 +467,34 @@ def _adjust(df: pd.DataFrame, who: str, adjust: bool, row0: int) -> pd.DataFrame
 
 
 # --------------------------------------------------------------------------- the one entry
-@dataclass(frozen=True)
-class Loaded:
-    """What :func:`load` returns besides the frames: where they came from."""
-    source: str                 # the source as shown in messages
-    generated: bool             # made by a generating source (synthetic)
-    reversed: tuple[str, ...]   # symbols whose newest-first dates were reversed
+def _ordered(source: Any, symbols: Any, param: str, synthetic: Callable | None,
+             options: Mapping[str, Any] | None) -> tuple[str, dict[str, tuple[str, pd.DataFrame]]]:
+    """The selected symbols' frames with canonical columns and oldest-first dates:
+    ``(source as shown, {symbol: (name in messages, frame)})``; a newest-first series is
+    reversed with one logged notice for the whole source."""
+    shown, raw, generated = _raw_frames(source, symbols, synthetic, options or {})
+    names = list(raw) if generated else select_symbols(list(raw), symbols, param, shown)
+    one_file = len(raw) == 1 and not generated and isinstance(source, (str, os.PathLike))
+    out, flipped = {}, []
+    for sym in names:
+        who = f"{sym} ({shown})" if one_file else str(sym)
+        if len(raw[sym]) == 0:
+            raise ValueError(f"{who}: no rows")
+        df, rev = _order_dates(_with_dates(raw[sym], who), who)
+        if rev:
+            flipped.append(sym)
+        out[sym] = (who, df)
+    if flipped:
+        log.info("%s: dates ran newest-first for %s; reversed to oldest-first",
+                 shown, flipped if len(flipped) <= 5 else f"{len(flipped)} symbols")
+    return shown, out
 
 
 def load(source: Any, symbols: Any = None, *, param: str = "symbols", start: Any = None,
          end: Any = None, warmup: int = 0, tail: int | None = None, adjust: bool = True,
          require: Sequence[str] = OHLCV, keep: Sequence[str] = (),
-         synthetic: Callable[[Any], Any] | None = None, options: Mapping[str, Any] | None = None,
-         info: list | None = None) -> dict[str, pd.DataFrame]:
+         synthetic: Callable[[Any], Any] | None = None,
+         options: Mapping[str, Any] | None = None) -> dict[str, pd.DataFrame]:
     """``{symbol: frame}`` of the bars a run uses, each validated (see the module docstring).
 
     ``symbols`` (named ``param`` in messages): ``None``/``"all"`` (every symbol; a generating
@@ -489,8 +504,7 @@ def load(source: Any, symbols: Any = None, *, param: str = "symbols", start: Any
     OHLCV columns are checked and kept when present); ``keep``: other columns passed through
     (``vol``, ``asset_class``); ``vol`` is checked numeric too. ``synthetic``: the workload's
     generator for ``source="synthetic"`` (called with the ``symbols`` selection).
-    ``options``: keyword arguments for a registered loader. ``info``: a list that receives
-    one :class:`Loaded`."""
+    ``options``: keyword arguments for a registered loader."""
     from ..params import as_bool, as_int
     adjust = as_bool("adjust", adjust)
     warmup = as_int("warmup", warmup, min=0)
@@ -498,24 +512,11 @@ def load(source: Any, symbols: Any = None, *, param: str = "symbols", start: Any
     start_ts, end_ts = as_date("start", start), as_date("end", end)
     if start_ts is not None and end_ts is not None and start_ts > end_ts:
         raise ValueError(f"start ({_day(start_ts)}) must not be after end ({_day(end_ts)})")
-    shown, raw, generated = _raw_frames(source, symbols, param, synthetic, options or {})
-    names = list(raw) if generated else select_symbols(list(raw), symbols, param, shown)
+    _, frames = _ordered(source, symbols, param, synthetic, options)
     out: dict[str, pd.DataFrame] = {}
-    flipped = []
-    for sym in names:
-        who = str(sym) if len(raw) > 1 or generated or not isinstance(source, (str, os.PathLike)) \
-            else f"{sym} ({shown})"
-        df = _with_dates(raw[sym], who)
-        df, rev = _order_dates(df, who)
-        if rev:
-            flipped.append(sym)
+    for sym, (who, df) in frames.items():
         df, row0 = _cut(df, who, start_ts, end_ts, warmup, tail)
         out[sym] = _finish(df, who, require, keep, adjust, row0)
-    if flipped:
-        log.info("%s: dates ran newest-first for %s; reversed to oldest-first",
-                 shown, flipped if len(flipped) <= 5 else f"{len(flipped)} symbols")
-    if info is not None:
-        info.append(Loaded(shown, generated, tuple(flipped)))
     return out
 
 
@@ -615,13 +616,5 @@ def span(source: Any, symbols: Any = None, *, param: str = "symbols",
     """``{symbol: (first date, last date)}`` of a source's selected symbols, for a run that
     sets its range from the data (e.g. "the last three years"). Only the dates are read and
     ordered here; the prices are validated by :func:`load` once the range is known."""
-    shown, raw, generated = _raw_frames(source, symbols, param, synthetic, options or {})
-    names = list(raw) if generated else select_symbols(list(raw), symbols, param, shown)
-    out = {}
-    for sym in names:
-        who = str(sym)
-        df, _ = _order_dates(_with_dates(raw[sym], who), who)
-        if len(df) == 0:
-            raise ValueError(f"{who}: no bars")
-        out[sym] = (df.index[0], df.index[-1])
-    return out
+    _, frames = _ordered(source, symbols, param, synthetic, options)
+    return {sym: (df.index[0], df.index[-1]) for sym, (_, df) in frames.items()}

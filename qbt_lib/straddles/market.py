@@ -23,7 +23,6 @@ layer; vol > 0; a missing (NaN) vol is carried forward from the last quote for u
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Mapping, Sequence
 
 import numpy as np

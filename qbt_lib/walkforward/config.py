@@ -22,7 +22,6 @@ Inside a fold, row ``t`` (features of bar ``t``) predicts the return of bar ``t 
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from .. import paths
 from ..data import check_source, load, source_label, symbol_names, synthetic_market
 from ..data import span as data_span
 from ..parallel import BACKENDS, chunk_seed, resolve_n_jobs
-from ..params import as_bool, as_float, as_int, as_list, one_of
+from ..params import as_bool, as_float, as_int, one_of
 from .features import FEATURES, LOOKBACK
 
 MODELS = ("ridge", "random_forest", "hist_gb")

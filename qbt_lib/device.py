@@ -81,3 +81,67 @@ def to_host(x: Any) -> np.ndarray:
 def gpu_name() -> str | None:
     ok, name = gpu_status()
     return name if ok else None
+
+
+# --------------------------------------------------------------------------- impl dispatch
+#: the one implementation vocabulary of every workload
+IMPLS = ("auto", "reference", "numpy", "numba", "cupy")
+
+
+def dispatch(workload: str, table: dict[str, Any], impl: str = "auto", device: str = "auto",
+             *, auto_gpu: bool = True, why_cpu: str = "") -> tuple[str, str, Any]:
+    """``(impl, device, callable)`` that will run, from a workload's dispatch table
+    ``{impl: callable}`` (a subset of :data:`IMPLS` without ``"auto"``).
+
+    - ``impl="auto"``: ``cupy`` when ``device`` resolves to the GPU, the table has it and
+      ``auto_gpu`` is true (a workload whose GPU path measured slower than the same
+      machine's CPU cores passes ``auto_gpu=False`` and ``why_cpu``, logged once), else
+      ``numba``, else ``numpy``;
+    - ``impl="cupy"`` without a usable GPU and ``device="auto"``: the same array code on
+      NumPy where the table has ``numpy`` (one logged note), else an error;
+    - a CPU impl with ``device="gpu"``: an error (only ``cupy``/``auto`` run on the GPU);
+    - an impl the workload does not have: an error naming the ones it has.
+    """
+    impl = one_of("impl", impl, IMPLS)
+    device = one_of("device", device, DEVICES)
+    have = [i for i in IMPLS if i in table]
+    if impl != "auto" and impl not in table:
+        raise ValueError(f"impl={impl!r}: {workload} has no {impl} engine; it has "
+                         f"{['auto', *have]}")
+    if impl == "auto":
+        dev = resolve_device(device)
+        if dev == "gpu" and "cupy" in table and (auto_gpu or device == "gpu"):
+            return "cupy", "gpu", table["cupy"]
+        if dev == "gpu" and device == "auto" and "cupy" in table and why_cpu:
+            _note_once(f"{workload}: impl='auto' runs on the CPU: {why_cpu}")
+        if device == "gpu":
+            raise ValueError(f"device='gpu': {workload} has no GPU engine")
+        for cpu_impl in ("numba", "numpy", "reference"):
+            if cpu_impl in table:
+                return cpu_impl, "cpu", table[cpu_impl]
+    if impl == "cupy":
+        if device == "cpu":
+            if "numpy" in table:
+                _note_once(f"{workload}: impl='cupy' with device='cpu' runs its array code "
+                           "on NumPy")
+                return "numpy", "cpu", table["numpy"]
+            raise ValueError(f"impl='cupy' runs on the GPU; device='cpu' needs one of "
+                             f"{[i for i in have if i != 'cupy']}")
+        dev = resolve_device(device)   # device='gpu' without a GPU raises here
+        if dev == "gpu":
+            return "cupy", "gpu", table["cupy"]
+        if "numpy" in table:
+            _note_once(f"{workload}: impl='cupy' without a usable GPU runs its array code on "
+                       "NumPy")
+            return "numpy", "cpu", table["numpy"]
+        raise ValueError(f"impl='cupy' needs a usable GPU: {gpu_status()[1]}")
+    if device == "gpu":
+        raise ValueError(f"impl={impl!r} runs on the CPU; device='gpu' needs impl='cupy' or "
+                         "'auto'")
+    return impl, "cpu", table[impl]
+
+
+def _note_once(msg: str) -> None:
+    if msg not in _warned:
+        _warned.add(msg)
+        log.info(msg)

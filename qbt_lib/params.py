@@ -93,3 +93,149 @@ def as_list(name: str, value: Any, options: Sequence[str] | None = None) -> list
     if options is not None:
         items = [one_of(name, v, options) for v in items]
     return items
+
+
+# --------------------------------------------------------------------------- declared constraints
+# scikit-learn's ``_parameter_constraints`` idea: each workload's ``params.py`` declares
+# ``DEFAULTS`` and ``CONSTRAINTS`` ({name: constraint}), and ``check`` validates a call's
+# parameters against them in one place, naming the parameter the user typed.
+class Constraint:
+    """A declared parameter constraint: ``constraint(name, value)`` returns the normalized
+    value or raises ``ValueError`` naming ``name``."""
+
+    def __call__(self, name: str, value: Any) -> Any:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def __or__(self, other: "Constraint") -> "AnyOf":
+        return AnyOf(self, other)
+
+
+class Interval(Constraint):
+    """A number in ``[left, right]`` (``closed``: "both", "left", "right", "neither"; a bound
+    of ``None`` is open-ended). ``kind`` is ``int`` (integral floats such as papermill's
+    ``1e7`` and strings like ``"1e7"`` accepted) or ``float``."""
+
+    def __init__(self, kind: type, left: float | None = None, right: float | None = None,
+                 closed: str = "both"):
+        if kind not in (int, float):
+            raise TypeError("Interval kind must be int or float")
+        self.kind, self.left, self.right = kind, left, right
+        self.closed = one_of("closed", closed, ("both", "left", "right", "neither"))
+
+    def __call__(self, name: str, value: Any) -> Any:
+        lo_in = self.closed in ("both", "left")
+        hi_in = self.closed in ("both", "right")
+        if self.kind is int:
+            v = as_int(name, value)
+            if self.left is not None and (v < self.left or (not lo_in and v == self.left)):
+                raise ValueError(f"{name} must be {'>=' if lo_in else '>'} {self.left:,}, "
+                                 f"got {value!r}")
+            if self.right is not None and (v > self.right or (not hi_in and v == self.right)):
+                raise ValueError(f"{name} must be {'<=' if hi_in else '<'} {self.right:,}, "
+                                 f"got {value!r}")
+            return v
+        return as_float(name, value, min=self.left, max=self.right, min_inclusive=lo_in,
+                        max_inclusive=hi_in)
+
+    def __repr__(self) -> str:
+        lb = "[" if self.closed in ("both", "left") else "("
+        rb = "]" if self.closed in ("both", "right") else ")"
+        return (f"{self.kind.__name__} in {lb}{'-inf' if self.left is None else self.left}, "
+                f"{'inf' if self.right is None else self.right}{rb}")
+
+
+class Options(Constraint):
+    """One of a set of values (strings case-insensitive; the canonical spelling returned)."""
+
+    def __init__(self, *values: Any):
+        self.values = tuple(values[0]) if len(values) == 1 and isinstance(
+            values[0], (tuple, list, set, frozenset)) else values
+
+    def __call__(self, name: str, value: Any) -> Any:
+        return one_of(name, value, self.values)
+
+    def __repr__(self) -> str:
+        return f"one of {list(self.values)}"
+
+
+class Boolean(Constraint):
+    """``True``/``False`` (also ``1``/``0`` and ``"true"``/``"false"`` from papermill)."""
+
+    def __call__(self, name: str, value: Any) -> bool:
+        return as_bool(name, value)
+
+    def __repr__(self) -> str:
+        return "a boolean"
+
+
+class ListOf(Constraint):
+    """A non-empty list, or a comma-separated string, of ``options``."""
+
+    def __init__(self, options: Sequence[Any] | None = None):
+        self.options = options
+
+    def __call__(self, name: str, value: Any) -> list:
+        return as_list(name, value, self.options)
+
+    def __repr__(self) -> str:
+        return f"a list of {list(self.options)}" if self.options else "a list"
+
+
+class Check(Constraint):
+    """A constraint written as a function ``fn(name, value) -> normalized value`` (for the
+    few parameters a declarative constraint cannot express, e.g. a data source)."""
+
+    def __init__(self, fn: Any, doc: str = ""):
+        self.fn, self.doc = fn, doc or getattr(fn, "__doc__", "") or fn.__name__
+
+    def __call__(self, name: str, value: Any) -> Any:
+        return self.fn(name, value)
+
+    def __repr__(self) -> str:
+        return self.doc
+
+
+class AnyOf(Constraint):
+    """The first of several constraints that accepts the value (``None`` means "may be
+    None"); the error lists what each would have accepted."""
+
+    def __init__(self, *constraints: Any):
+        self.constraints = constraints
+
+    def __call__(self, name: str, value: Any) -> Any:
+        errors = []
+        for c in self.constraints:
+            if c is None:
+                if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+                    return None
+                errors.append("None")
+                continue
+            try:
+                return c(name, value)
+            except ValueError as e:
+                errors.append(str(e).removeprefix(f"{name} must be "))
+        raise ValueError(f"{name} must be " + ", or ".join(dict.fromkeys(errors)))
+
+    def __repr__(self) -> str:
+        return " or ".join("None" if c is None else repr(c) for c in self.constraints)
+
+
+def check(params: dict, constraints: dict[str, Any], defaults: dict | None = None, *,
+          workload: str = "") -> dict:
+    """Validate ``params`` against declared ``constraints`` and return the full, normalized
+    parameter dict (``defaults`` filled in for what was not given).
+
+    An unknown name raises ``ValueError`` listing the known ones (a typo in a papermill
+    ``-p`` is caught, not ignored); a constraint of ``None`` takes the value as given."""
+    known = dict(defaults or {})
+    unknown = [k for k in params if k not in constraints and k not in known]
+    if unknown:
+        where = f" for {workload}" if workload else ""
+        raise ValueError(f"unknown parameter{'s' if len(unknown) > 1 else ''}{where}: "
+                         f"{', '.join(map(repr, unknown))}; known: "
+                         f"{', '.join(sorted(set(constraints) | set(known)))}")
+    out = {**known, **params}
+    for name, c in constraints.items():
+        if name in out and c is not None:
+            out[name] = c(name, out[name])
+    return out

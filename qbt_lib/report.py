@@ -36,7 +36,8 @@ from typing import Any, Iterable
 
 from . import paths
 from .bench import WORKLOADS
-from .machine import machine_info, versions
+from .machine import machine_info
+from .metrics import read_metrics, write_metrics  # noqa: F401  (report.write_metrics: older name)
 
 NOTEBOOKS = (*WORKLOADS, "profiling")
 KERNEL = "qbt"
@@ -46,34 +47,6 @@ RESULTS_END = "<!-- results:end -->"
 
 
 # --------------------------------------------------------------------------- metrics.json
-def write_metrics(output_dir: str | os.PathLike, workload: str, params: dict,
-                  **values: Any) -> Path:
-    """Write ``metrics.json`` (parameters, results, machine, versions) atomically."""
-    out = paths.resolve_output_dir(output_dir)
-    doc = {"workload": workload,
-           "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-           "params": params, **values, "machine": machine_info(), "versions": versions()}
-    p = out / "metrics.json"
-    tmp = p.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=1, default=_json_value))
-    tmp.replace(p)
-    return p
-
-
-def _json_value(v: Any) -> str:
-    """Non-JSON parameter values: an in-memory source is named, not dumped."""
-    import pandas as pd
-    return "DataFrame" if isinstance(v, pd.DataFrame) else str(v)
-
-
-def read_metrics(workload: str, outputs: Path | None = None) -> dict | None:
-    p = (outputs or paths.OUTPUTS) / workload / "metrics.json"
-    try:
-        return json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 # --------------------------------------------------------------------------- execution
 def available_notebooks(names: Iterable[str] = NOTEBOOKS) -> list[str]:
     return [n for n in names if (paths.NOTEBOOKS / f"{n}.ipynb").exists()]

@@ -449,3 +449,29 @@ def load_results(bench_dir: str | Path | None = None) -> list[dict]:
             r["_path"] = str(p)
             out.append(r)
     return out
+
+
+def compare_impls(runs: dict[str, Callable[[], Any]], *, size: float, unit: str,
+                  same: Callable[[Any, Any], bool] | None = None, repeats: int = 3,
+                  warmup: int = 1, baseline: str | None = None):
+    """Time several implementations **on the same work** in one run: the table every
+    workload's ``compare_impls`` returns (one row per impl: median seconds of ``repeats``
+    timed calls after ``warmup``, min, max, throughput in ``unit``/s, the speed-up over
+    ``baseline`` (default: the first run, usually the reference) and, with ``same(a, b)``,
+    whether its answers equal the baseline's). ``runs`` maps an impl name (a label such as
+    ``"numba, 2 threads"`` is fine) to a no-argument callable doing the whole work."""
+    import pandas as pd
+    rows, results = [], {}
+    for name, fn in runs.items():
+        times, res = time_call(fn, repeats=repeats, warmup=warmup)
+        results[name] = res
+        sp = spread(times)
+        rows.append({"impl": name, **sp, "throughput": size / sp["seconds"]
+                     if sp["seconds"] > 0 else None, "unit": f"{unit}/s"})
+    base = baseline if baseline is not None else next(iter(runs))
+    t0 = next(r["seconds"] for r in rows if r["impl"] == base)
+    for r in rows:
+        r["speedup"] = t0 / r["seconds"] if r["seconds"] > 0 else None
+        if same is not None:
+            r["same_answers"] = bool(same(results[base], results[r["impl"]]))
+    return pd.DataFrame(rows).set_index("impl")

@@ -288,6 +288,9 @@ def test_gpu_glue_with_the_kernels_run_as_c(small_market, tmp_path, monkeypatch)
     fake.ElementwiseKernel = Kernel
     monkeypatch.setitem(sys.modules, "cupy", fake)
     from qbt_lib.straddles import gpu
+    # the pinned-staged copies are tested on their own (tests/test_pinned.py)
+    monkeypatch.setattr(gpu, "to_device", fake.asarray)
+    monkeypatch.setattr(gpu, "to_host_into", lambda d, out: np.copyto(out, d))
     gpu.kernels.cache_clear()
     try:
         store, assets = small_market
@@ -481,3 +484,18 @@ def test_a_store_built_elsewhere_is_checked():
     sched = st.build_schedule(store, ["AAA"], 2010, 2010, per_month=1, tenor=5)
     with pytest.raises(ValueError, match=r"asset 'AAA' on 2010-01-12: bad price/vol"):
         st.backtest(store, sched)
+
+
+def test_gamma_is_compared_per_unit_of_price():
+    """Measured on an H200: a far-from-the-money gamma of 2.8e-32 differed from the CPU's in
+    its 12th digit (CUDA's exp); per unit of price (scale 1/strike) that is no difference,
+    while a real gamma error is still caught."""
+    import pandas as pd
+    want = pd.DataFrame({"K": [100.0, 100.0], "gamma": [2.822661923548555e-32, 0.02]})
+    got = want.copy()
+    got.loc[0, "gamma"] = 2.822661923545105e-32
+    core.compare_rows(got, want, rtol=1e-12)
+    assert core.max_rel_diff(got, want, names=("gamma",)) < 1e-12
+    got.loc[1, "gamma"] = 0.02 * (1 + 1e-9)
+    with pytest.raises(AssertionError, match="gamma"):
+        core.compare_rows(got, want, rtol=1e-12)

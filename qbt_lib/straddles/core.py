@@ -270,7 +270,9 @@ def compare_rows(got: pa.Table | pd.DataFrame, want: pa.Table | pd.DataFrame,
     """Assert two row (or summary) tables are equal: exactly when ``rtol == 0``, else every
     float column within ``rtol x (|want| + scale)``, where scale is the strike for columns
     in money units (so a P&L that is a small difference of two values is not held to a
-    relative bound it cannot meet), 1 for delta and 0 otherwise."""
+    relative bound it cannot meet), 1 for delta, 1/strike for gamma (per unit of price: a
+    far-from-the-money gamma of 1e-32 is exp() of a large negative number, whose last digits
+    differ between CUDA's and the C library's exp) and 0 otherwise."""
     g = got.to_pandas() if isinstance(got, pa.Table) else got
     w = want.to_pandas() if isinstance(want, pa.Table) else want
     if list(g.columns) != list(w.columns) or len(g) != len(w):
@@ -282,6 +284,7 @@ def compare_rows(got: pa.Table | pd.DataFrame, want: pa.Table | pd.DataFrame,
         if rtol > 0 and a.dtype == np.float64:
             x, y = a.to_numpy(), b.to_numpy()
             scale = (strike if c in MONEY_COLUMNS else 1.0 if c == "delta" else
+                     1.0 / strike if c == "gamma" else
                      strike / np.abs(w["entry_value"].to_numpy()) if c in RETURN_COLUMNS
                      else 0.0)  # a return is a P&L over the premium
             err = np.abs(x - y)
@@ -301,12 +304,15 @@ MONEY_COLUMNS = ("S", "K", "call", "put", "value", "vega", "theta", "pnl", "hedg
 
 
 def max_rel_diff(got: dict, want: dict, names=FLOAT_COLUMNS) -> float:
-    """Largest ``|got - want| / (|want| + strike)`` over the float columns (GPU vs CPU)."""
+    """Largest ``|got - want| / (|want| + scale)`` over the float columns (GPU vs CPU), the
+    scale of :func:`compare_rows` (strike for money columns, 1 for delta, 1/strike for
+    gamma)."""
     strike = np.abs(np.asarray(want["K"]))
     worst = 0.0
     for c in names:
         x, y = np.asarray(got[c]), np.asarray(want[c])
-        scale = strike if c in MONEY_COLUMNS else (1.0 if c == "delta" else 0.0)
+        scale = (strike if c in MONEY_COLUMNS else 1.0 if c == "delta" else
+                 1.0 / np.maximum(strike, 1e-300) if c == "gamma" else 0.0)
         d = np.abs(x - y) / np.maximum(np.abs(y) + scale, 1e-300)
         worst = max(worst, float(d.max()) if d.size else 0.0)
     return worst

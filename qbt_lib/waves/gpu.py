@@ -16,6 +16,7 @@ IEEE operation per array op, so the GPU answers equal the CPU's bit for bit.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -26,7 +27,47 @@ from .enums import (CHAIN_W4, CHAIN_W5, D4_1, D5_1, D5_2, D_SLOPE, DIAGONAL, N_C
                     W5_1, W5_2)
 from .nb import tables_nb
 
-DEFAULT_BATCH_JOBS = 1 << 17   # start bars per device batch: frontier ~ 20 chains each
+#: start bars per device batch; ``None``: as many as a quarter of the free device memory
+#: holds at :data:`BYTES_PER_JOB` each (every batch costs the same ~150 launches per level
+#: and skip whatever its size, so on a large GPU one batch is fastest: measured on an H200,
+#: 500 x 2,000 start bars in 8 batches of 2^17 took 8.0 s against 0.46 s for one batch of
+#: 100,000)
+DEFAULT_BATCH_JOBS: int | None = None
+#: device bytes per start bar at the frontier's peak (measured with NumPy: 4-9 KB)
+BYTES_PER_JOB = 8 << 10
+MIN_BATCH_JOBS, MAX_BATCH_JOBS = 1 << 15, 1 << 21
+
+
+def batch_jobs_for(xp) -> int:
+    """The start bars per batch that fit a quarter of the free device memory."""
+    if not _is_cupy(xp):
+        return 1 << 17
+    free, _ = xp.cuda.runtime.memGetInfo()
+    return int(min(MAX_BATCH_JOBS, max(MIN_BATCH_JOBS, free // 4 // BYTES_PER_JOB)))
+
+
+def _is_cupy(xp) -> bool:
+    return getattr(xp, "__name__", "") == "cupy"
+
+
+@functools.lru_cache(maxsize=None)
+def _walk_kernels():
+    """Two ElementwiseKernels for the pointer-chasing walks (one thread per chain walks its
+    own chain: no shrinking frontier with a host sync per step). Same comparisons as the
+    array code below, in the same order; the NaN cases stop the walk in both."""
+    import cupy as cp
+    chain = cp.ElementwiseKernel(
+        "int64 u0, int64 stop, float64 cond, raw int64 nxt, raw float64 val, bool below",
+        "int64 u",
+        "long long x = u0;\n"
+        "while (x < stop && (below ? (val[x] < cond) : (val[x] > cond))) x = nxt[x];\n"
+        "u = x;", "qbt_waves_chain_until")
+    first_below = cp.ElementwiseKernel(
+        "int64 a, int64 stop, float64 v, raw float64 lo, raw int64 nl", "int64 r",
+        "long long x = a;\n"
+        "while (x < stop && lo[x] >= v) x = nl[x];\n"
+        "r = x < stop ? x : stop;", "qbt_waves_first_below")
+    return chain, first_below
 
 
 @dataclass
@@ -70,7 +111,10 @@ def flatten(xp, series: Sequence[tuple[np.ndarray, np.ndarray]]) -> FlatSeries:
 # --------------------------------------------------------------------------- monowaves
 def _chain_until(xp, nxt, val, u, stop, cond_val, below: bool):
     """Follow ``nxt`` from ``u`` while ``u < stop`` and ``val[u] < cond_val`` (``below``) or
-    ``val[u] > cond_val``; the subset still walking shrinks every round."""
+    ``val[u] > cond_val``; the subset still walking shrinks every round (on the GPU: one
+    thread per chain, :func:`_walk_kernels`)."""
+    if _is_cupy(xp):
+        return _walk_kernels()[0](u, stop, cond_val, nxt, val, np.bool_(below))
     act = xp.arange(u.shape[0])
     while act.shape[0]:
         ua = u[act]
@@ -135,6 +179,8 @@ def _step(xp, F: FlatSeries, b, e, w_end, up: bool):
 
 # --------------------------------------------------------------------------- checks
 def _first_below(xp, F: FlatSeries, a, stop, v):
+    if _is_cupy(xp):
+        return _walk_kernels()[1](a, stop, v, F.lo, F.nl_l)
     u = a.copy()
     act = xp.arange(u.shape[0])
     while act.shape[0]:
@@ -267,8 +313,7 @@ def _children(xp, F, level, job, piv, free, grp, w_end, up_to, rule_set, cnt: _C
         x = 1
         while act.shape[0]:
             none = cur < 0
-            cnt.reject(g[act[none]], xp.full(int(none.sum()), NO_WAVE1 + level - 1,
-                                             dtype=np.int64))
+            cnt.reject(g[act[none]], NO_WAVE1 + level - 1)   # a scalar code: no sync
             act, cur = act[~none], cur[~none]
             if not act.shape[0]:
                 break
@@ -310,7 +355,7 @@ def search_batch(xp, F: FlatSeries, starts, ends, groups, up_to: int, rule_set: 
 
 
 def search(series: Sequence[tuple[np.ndarray, np.ndarray]], jobs: Sequence[tuple],
-           up_to: int, rule_set: int, xp=None, batch_jobs: int = DEFAULT_BATCH_JOBS):
+           up_to: int, rule_set: int, xp=None, batch_jobs: int | None = DEFAULT_BATCH_JOBS):
     """The batched search over many series.
 
     ``series``: ``[(lo, hi), ...]``; ``jobs``: per series ``(starts, ends)`` local arrays.
@@ -335,6 +380,8 @@ def search(series: Sequence[tuple[np.ndarray, np.ndarray]], jobs: Sequence[tuple
     cnt = _Counters(xp, n_series)
     sid_d = xp.asarray(sid)
     out_job, out_piv = [], []
+    if batch_jobs is None:
+        batch_jobs = batch_jobs_for(xp)
     for a in range(0, len(starts), batch_jobs):
         z = slice(a, a + batch_jobs)
         job, piv = search_batch(xp, F, xp.asarray(starts[z]), xp.asarray(ends[z]),

@@ -59,6 +59,37 @@ def _curve(b: Bench, name: str, make, *, size: float, unit: str, backend: str,
     return cases
 
 
+def stage_times(module, names: list[str], fn) -> dict[str, float]:
+    """Seconds spent in each of ``module``'s functions ``names`` during one ``fn()`` call
+    (each wrapped with a device synchronize before and after, so the GPU work lands in the
+    stage that queued it; the extra syncs make the total a little slower than untimed)."""
+    import cupy as cp
+    spent = dict.fromkeys(names, 0.0)
+    orig = {n: getattr(module, n) for n in names}
+
+    def wrap(n):
+        def timed(*a, **k):
+            cp.cuda.Device().synchronize()
+            t = time.perf_counter()
+            r = orig[n](*a, **k)
+            cp.cuda.Device().synchronize()
+            spent[n] += time.perf_counter() - t
+            return r
+        return timed
+    try:
+        for n in names:
+            setattr(module, n, wrap(n))
+        t = time.perf_counter()
+        fn()
+        spent["total"] = time.perf_counter() - t
+    except Exception as e:  # a breakdown is a note: never lose the section's figures to it
+        return {"error": repr(e)}
+    finally:
+        for n, f in orig.items():
+            setattr(module, n, f)
+    return {k: round(v, 4) for k, v in spent.items()}
+
+
 # --------------------------------------------------------------------------- synth
 def synth(b: Bench, counts: list[int]) -> None:
     import numba
@@ -273,6 +304,9 @@ def waves(b: Bench, counts: list[int]) -> None:
     g = b.measure(f"every start bar, {n_sym} x {bars}, GPU", lambda: scan(
         store, up_to=15, top_k=10, device="gpu", progress=False), impl="cupy",
         size=n_sym * bars, unit="start bars", device="gpu", repeats=3, max_seconds=30)
+    from ..waves import gpu as wgpu
+    b.note("gpu_stages_s", stage_times(wgpu, ["flatten", "search_batch"], lambda: scan(
+        store, up_to=15, top_k=10, device="gpu", progress=False)))
     a, d = cpu.pop("_result"), g.pop("_result")
     try:
         pd.testing.assert_frame_equal(a.patterns, d.patterns)
@@ -321,6 +355,11 @@ def marketsim(b: Bench, counts: list[int]) -> None:
         frames, impl="fast", device="gpu", warmup=False, progress=False, simulations=sims),
         impl="cupy", size=n_sym * sims, unit="symbol-sims", device="gpu", repeats=3,
         max_seconds=30)
+    b.note("gpu_stages_s", stage_times(gpu, ["percent_changes", "ar_fit",
+                                             "bootstrap_forecasts", "evaluate_windows"],
+                                       lambda: ms.analyze(frames, impl="fast", device="gpu",
+                                                          warmup=False, progress=False,
+                                                          simulations=sims)))
     a, d = cpu.pop("_result"), g.pop("_result")
     worst, ok = 0.0, list(a.picks["strategy"]) == list(d.picks["strategy"])
     for k, x in a.arrays.items():
@@ -348,12 +387,12 @@ def walkforward(b: Bench, counts: list[int]) -> None:
     n = 4 if b.tiny else 10     # the synthetic source's 10 assets
     kw = dict(model="random_forest", n_estimators=5 if b.tiny else 50, progress=False)
 
-    def run(k):
-        return lambda: wf.run(symbols=n, n_jobs=k, backend="threads", **kw)
+    def run(k):   # processes: scikit-learn's forest fits hold the GIL (threads: flat)
+        return lambda: wf.run(symbols=n, n_jobs=k, backend="loky", **kw)
     wf.run(symbols=2, **kw)   # compile outside the timings
     _curve(b, f"{n} assets, default folds, random forest of {kw['n_estimators']} "
-              f"(features cached)", run, size=n, unit="assets", backend="threads",
-           counts=counts)
+              f"(features cached; loky pool started in the warm-up)", run, size=n,
+           unit="assets", backend="loky", counts=counts)
     b.note("gpu", "no GPU path (scikit-learn fits on the CPU)")
 
 

@@ -26,13 +26,15 @@ from typing import Any
 
 import pandas as pd
 
-from . import features
+from . import features, guard
 from .config import FEATURES, IMPLS, METRICS, MODELS, WalkForwardConfig, make_config
+from .portfolio import Portfolio
 from .results import OUTPUT_FILES, WalkForwardResult, agreement, assemble
+from .splitter import WalkForwardSplit
 
 __all__ = ["run", "before_after", "agreement", "headline", "fresh_cache_dir", "make_config",
            "warm_up", "features", "WalkForwardResult", "WalkForwardConfig", "FEATURES", "METRICS",
-           "MODELS", "IMPLS", "OUTPUT_FILES"]
+           "MODELS", "IMPLS", "OUTPUT_FILES", "WalkForwardSplit", "Portfolio"]
 
 
 def run(symbols: Any = None, start: Any = None, end: Any = None,
@@ -42,7 +44,8 @@ def run(symbols: Any = None, start: Any = None, end: Any = None,
         impl: Any = "fast", n_jobs: Any = 1, backend: Any = "loky",
         output_dir: Any = None, *, scheduler: Any = "local", seed: Any = 0,
         n_estimators: Any = 100, alpha: Any = 1.0, adjust: Any = True, assets: Any = None,
-        progress: bool | None = None) -> WalkForwardResult:
+        progress: bool | None = None, features: Any = None,
+        pool: Any = False) -> WalkForwardResult:
     """Run a walk-forward backtest and return its tables (see :class:`WalkForwardResult`).
 
     symbols (older name: assets): None (5), a count (the source's first N assets), names or
@@ -50,7 +53,12 @@ def run(symbols: Any = None, start: Any = None, end: Any = None,
     end=None: the assets' last common date, start=None: 3 years before end); fold_length/step_size/test_length/gap: fold
     layout in trading days (test_length defaults to step_size); anchored: expanding
     training window; model: ridge (alpha, closed form), random_forest (n_estimators trees,
-    depth 10) or hist_gb (n_estimators boosting rounds); threshold: |prediction| needed to
+    depth 10), hist_gb (n_estimators boosting rounds) or any scikit-learn estimator or
+    Pipeline (cloned per task, random_state from (seed, fold, asset): :mod:`.estimators`);
+    features: None (the ten built-ins) or a list of built-in names and functions
+    f(open, high, low, close, volume) -> array (:mod:`.featureset`), every one checked by the
+    look-ahead guard first (:mod:`.guard`); pool: also fit one model per fold on every
+    asset's rows (``res.pooled``); threshold: |prediction| needed to
     take a position; long_only: no shorts; cost_bps: cost per unit of position change;
     source: anything qbt_lib.data.load takes ("synthetic", "sp500", a CSV/Parquet file or
     folder, a Hive-partitioned dataset, a DataFrame, a dict of frames); adjust: apply an
@@ -65,17 +73,23 @@ def run(symbols: Any = None, start: Any = None, end: Any = None,
                       anchored=anchored, model=model, threshold=threshold,
                       long_only=long_only, cost_bps=cost_bps, source=source, impl=impl,
                       n_jobs=n_jobs, backend=backend, scheduler=scheduler, seed=seed,
-                      n_estimators=n_estimators, alpha=alpha, adjust=adjust)
+                      n_estimators=n_estimators, alpha=alpha, adjust=adjust,
+                      features=features, pool=pool)
     t0 = time.perf_counter()
+    checked = guard.check(cfg.features, cfg.frames[cfg.assets[0]],
+                          guard.builtin_pandas if cfg.impl == "reference" else guard.builtin_numba)
     if cfg.impl == "reference":
         from .reference import run_reference
-        results = run_reference(cfg)
-        timings = {"n_tasks": len(results)}
+        outcome = run_reference(cfg)
+        timings = {"n_tasks": len(outcome["results"])}
     else:
         from .fast import run_fast
-        results, timings = run_fast(cfg, progress=progress)
+        outcome, timings = run_fast(cfg, progress=progress)
+    timings["guard_s"] = checked["seconds"]
+    t1 = time.perf_counter()
+    res = assemble(outcome, cfg, timings)
+    timings["assemble_s"] = time.perf_counter() - t1
     timings["total_s"] = time.perf_counter() - t0
-    res = assemble(results, cfg, timings)
     if output_dir is not None:
         res.save(output_dir)
     return res
@@ -90,13 +104,19 @@ def warm_up() -> float:
     import numpy as np
 
     from . import fast  # noqa: F401  (the models and the parallel layer: slow first imports)
+    from . import portfolio
     from .nb import backtest_nb
     n = 64
     x = 100.0 + np.cumsum(np.random.default_rng(0).standard_normal(n))
     features.feature_matrix_nb(x + 1.0, x - 1.0, x, np.full(n, 1e6),
                                np.empty((n, len(FEATURES))), np.empty(n))
     z = np.zeros(8)
-    backtest_nb(z, z.copy(), 0.0, False, 0.0, np.empty(8), np.empty(8), np.empty(len(METRICS)))
+    backtest_nb(z, z.copy(), 0.0, False, 0.0, 0.0, np.empty(8), np.empty(8),
+                np.empty(len(METRICS)))
+    portfolio.curve_metrics_fast(z + 0.01)
+    pos = np.array([0.0, 1.0, 1.0, -1.0])
+    portfolio.run_growth_nb(pos, pos, np.array([1]), np.array([2]), 1, np.empty(1))
+    portfolio.runs_nb(pos, np.empty(4, np.int64), np.empty(4, np.int64))
     return time.perf_counter() - t
 
 

@@ -33,7 +33,10 @@ from ..data import check_source, load, source_label, symbol_names, synthetic_mar
 from ..data import span as data_span
 from ..parallel import BACKENDS, chunk_seed, resolve_n_jobs
 from ..params import as_bool, as_float, as_int, one_of
+from . import estimators
 from .features import FEATURES, LOOKBACK
+from .featureset import BUILTIN, Feature, resolve
+from .splitter import WalkForwardSplit
 
 MODELS = ("ridge", "random_forest", "hist_gb")
 IMPLS = ("fast", "reference")
@@ -80,6 +83,23 @@ class WalkForwardConfig:
     n_estimators: int
     alpha: float
     frames: dict = dataclasses.field(default=None, compare=False, repr=False)  # loaded once
+    features: tuple[Feature, ...] = BUILTIN     # the model's columns (built-ins, functions)
+    pool: bool = False                          # also one pooled model per fold
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+    @property
+    def splitter(self) -> WalkForwardSplit:
+        """The fold layout (the scikit-learn splitter; a sample's label is the next bar's
+        return, so ``horizon=1``)."""
+        return WalkForwardSplit(self.fold_length, self.step_size, self.test_length, self.gap,
+                                self.anchored, horizon=1)
+
+    @property
+    def model_label(self) -> str:
+        return estimators.label(self.model)
 
     @property
     def cost(self) -> float:
@@ -95,6 +115,8 @@ class WalkForwardConfig:
         """The run's parameters as plain JSON values (for ``metrics.json``)."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
              if f.name != "frames"}
+        d["model"] = self.model_label
+        d["features"] = list(self.feature_names)
         d["source"] = source_label(self.source)
         d["assets"] = list(self.assets)
         d["start"] = self.start.strftime("%Y-%m-%d")
@@ -119,13 +141,14 @@ def make_config(*, symbols: Any = None, assets: Any = None, start: Any = None,
                 cost_bps: Any = 1.0, source: Any = "synthetic", adjust: Any = True,
                 impl: Any = "fast", n_jobs: Any = 1, backend: Any = "loky",
                 scheduler: Any = "local", seed: Any = 0, n_estimators: Any = 100,
-                alpha: Any = 1.0) -> WalkForwardConfig:
+                alpha: Any = 1.0, features: Any = None, pool: Any = False) -> WalkForwardConfig:
     """Validate every parameter (``ValueError`` naming it) and load the run's data once.
 
     ``symbols`` (or its older name ``assets``): ``None`` (5 synthetic assets, or every
     symbol of a real source), a count (the source's first N),
     names, or ``"all"``. ``end=None``: the last date all the assets have; ``start=None``:
-    ``DEFAULT_YEARS`` years before ``end``."""
+    ``DEFAULT_YEARS`` years before ``end``. ``model``: a built-in name or a scikit-learn
+    estimator/Pipeline (:mod:`.estimators`); ``features``: see :mod:`.featureset`."""
     if symbols is not None and assets is not None:
         raise ValueError("give symbols or assets (its older name), not both")
     param = "assets" if assets is not None else "symbols"
@@ -147,7 +170,8 @@ def make_config(*, symbols: Any = None, assets: Any = None, start: Any = None,
     step_size = as_int("step_size", step_size, min=1)
     test_length = step_size if test_length is None else as_int("test_length", test_length, min=1)
     gap = as_int("gap", gap, min=0)
-    model = one_of("model", model, MODELS)
+    model = check_model(model)
+    feats = resolve(features)
     impl = one_of("impl", impl, IMPLS)
     backend = one_of("backend", backend, BACKENDS)
     n_jobs = resolve_n_jobs(n_jobs)
@@ -163,7 +187,18 @@ def make_config(*, symbols: Any = None, assets: Any = None, start: Any = None,
         cost_bps=as_float("cost_bps", cost_bps, min=0.0), adjust=adjust, impl=impl,
         n_jobs=n_jobs, backend=backend, scheduler=scheduler, seed=as_int("seed", seed, min=0),
         n_estimators=as_int("n_estimators", n_estimators, min=1, max=100_000),
-        alpha=as_float("alpha", alpha, min=0.0, min_inclusive=False), frames=frames)
+        alpha=as_float("alpha", alpha, min=0.0, min_inclusive=False), frames=frames,
+        features=feats, pool=as_bool("pool", pool))
+
+
+def check_model(model: Any) -> Any:
+    """A built-in name (case-insensitive) or a scikit-learn estimator, else ``ValueError``."""
+    if isinstance(model, str):
+        return one_of("model", model, MODELS)
+    if estimators.is_estimator(model):
+        return model
+    raise ValueError(f"model must be one of {list(MODELS)} or a scikit-learn estimator or "
+                     f"Pipeline (with fit, predict and get_params), got {model!r}")
 
 
 # --------------------------------------------------------------------------- data sources
@@ -223,25 +258,17 @@ def check_history(df: pd.DataFrame, asset: str, cfg: WalkForwardConfig) -> tuple
 
 def fold_windows(first: int, stop: int, cfg: WalkForwardConfig) -> list[tuple[int, int, int, int]]:
     """``(train_start, train_end, test_start, test_end)`` bar positions of every fold that
-    fits in ``[first, stop)``."""
-    out = []
-    k = 0
-    while True:
-        s = first + k * cfg.step_size
-        tr_lo = first if cfg.anchored else s
-        tr_hi = s + cfg.fold_length
-        te_lo = tr_hi + cfg.gap
-        te_hi = te_lo + cfg.test_length
-        if te_hi > stop:
-            return out
-        out.append((tr_lo, tr_hi, te_lo, te_hi))
-        k += 1
+    fits in ``[first, stop)`` (``cfg.splitter.windows``)."""
+    return cfg.splitter.windows(stop, first)
+
+
+_ROWS = WalkForwardSplit(fold_length=2, step_size=1, horizon=1)
 
 
 def fold_rows(window: tuple[int, int, int, int]) -> tuple[slice, slice]:
-    """Training rows and test decision rows of a fold (see the module docstring)."""
-    tr_lo, tr_hi, te_lo, te_hi = window
-    return slice(tr_lo, tr_hi - 1), slice(te_lo - 1, te_hi - 1)
+    """Training rows and test decision rows of a fold (see the module docstring;
+    ``WalkForwardSplit.rows`` with ``horizon=1``)."""
+    return _ROWS.rows(window)
 
 
 def fold_seed(seed: int, fold: int) -> int:
@@ -253,6 +280,19 @@ def fold_seed(seed: int, fold: int) -> int:
 def n_folds_of(windows: dict[str, list]) -> int:
     """Folds common to every asset (assets on different calendars may fit different counts)."""
     return min(len(w) for w in windows.values())
+
+
+def check_test_rows(X_test: np.ndarray, names, fold: int, asset: str, dates) -> None:
+    """A test row needs every feature: a NaN there means a feature's look-back is longer
+    than the warm-up (``ValueError`` naming the feature, the asset and the bar)."""
+    bad = ~np.isfinite(X_test)
+    if bad.any():
+        i, j = (int(v[0]) for v in np.nonzero(bad))
+        raise ValueError(
+            f"feature {names[j]!r} is {X_test[i, j]} for {asset} in fold {fold}'s test window "
+            f"(the decision for the bar of {pd.Timestamp(int(dates[i])):%Y-%m-%d}): its look-back "
+            f"is longer than the {WARMUP_BARS} warm-up bars before start plus the training "
+            f"window; start later or shorten its look-back")
 
 
 def check_train_rows(n_train: int, fold: int, asset: str) -> None:

@@ -10,12 +10,16 @@
    folder records the store, so a warm run hashes the loaded bars and maps the store
    (rebuilding it from the Parquet files if it was deleted): no features recomputed.
 3. (fold, asset) tasks through :func:`qbt_lib.parallel.pmap` (sequential, threads, loky or
-   Dask) with one BLAS/OpenMP thread per worker. A task reads its rows from the store, fits
-   and predicts, and trades the test window with ``nb.backtest_nb``. Ridge tasks take about
-   a millisecond, less than a pool needs to ship one, so they travel in chunks (a few per
-   worker); forests and boosting go one task at a time for load balance. Every task computes
-   the same thing wherever it runs and results come back in task order, so they are bitwise
-   identical for any ``n_jobs``, chunking and backend.
+   Dask) with one BLAS/OpenMP thread per worker. A task reads its rows from the store (the
+   built-in columns ``features=`` selects; user features from a second store computed every
+   run), fits and predicts. ``pool=True`` adds one task per fold fitting one model on every
+   asset's training rows. Ridge tasks take about a millisecond, less than a pool needs to
+   ship one, so they travel in chunks (a few per worker); forests, boosting, estimators and
+   pooled fits go one task at a time for load balance. Every task computes the same thing
+   wherever it runs and results come back in task order, so they are bitwise identical for
+   any ``n_jobs``, chunking and backend.
+4. Trading, after the tasks: each asset's folds in order with ``nb.backtest_nb``, each entered
+   from the position the stitched timeline held on the bar before (:func:`.carry.carry_fast`).
 """
 from __future__ import annotations
 
@@ -32,11 +36,13 @@ import pandas as pd
 from .. import paths
 from ..data import OHLCV, PriceStore
 from ..parallel import pmap
-from .config import (FEATURES, METRICS, WalkForwardConfig, check_history, check_train_rows,
-                     fold_rows, fold_seed, fold_windows, n_folds_of)
+from .carry import carry_fast
+from .config import (FEATURES, WalkForwardConfig, check_history, check_test_rows,
+                     check_train_rows, fold_rows, fold_seed, fold_windows, n_folds_of)
+from .estimators import task_seed
 from .features import feature_matrix_nb
+from .featureset import call
 from .models import fit_predict, limit_threads_in_worker
-from .nb import backtest_nb
 
 FEATURE_VERSION = "wf-features-2"   # bump when a feature definition changes
 STORE_FIELDS = (*OHLCV, *FEATURES, "target", "bar")   # bar: 1 where the asset has a bar
@@ -158,9 +164,26 @@ class Task:
     dates: np.ndarray           # int64 ns of the traded test bars
     window_dates: tuple[int, int, int, int]
     seed: int
+    window: tuple[int, int, int, int] = (0, 0, 0, 0)   # bar positions in the asset's calendar
 
 
-def make_tasks(cfg: WalkForwardConfig, panel: Panel) -> list[Task]:
+@dataclasses.dataclass(frozen=True)
+class PoolTask:
+    """One fold's pooled model: trained on every asset's training rows (in asset order),
+    predicting each asset's test window."""
+    fold: int
+    members: tuple[Task, ...]
+    seed: int
+
+
+def _task_seed(cfg: WalkForwardConfig, fold: int, asset: str | None) -> int:
+    # the built-in models keep the fold's seed; an estimator's depends on (fold, asset)
+    return fold_seed(cfg.seed, fold) if isinstance(cfg.model, str) else \
+        task_seed(cfg.seed, fold, asset)
+
+
+def make_tasks(cfg: WalkForwardConfig, panel: Panel) -> list[Task | PoolTask]:
+    """The (fold, asset) tasks in fold then asset order, then (``pool``) one per fold."""
     windows = {}
     for a in cfg.assets:
         windows[a] = fold_windows(*check_history(panel.ohlcv[a], a, cfg), cfg)
@@ -175,75 +198,151 @@ def make_tasks(cfg: WalkForwardConfig, panel: Panel) -> list[Task]:
                               test_rows=rows[test], dates=d[te_lo:te_hi].copy(),
                               window_dates=(int(d[tr_lo]), int(d[tr_hi - 1]), int(d[te_lo]),
                                             int(d[te_hi - 1])),
-                              seed=fold_seed(cfg.seed, k)))
+                              seed=_task_seed(cfg, k, a), window=tuple(int(v) for v in w)))
+    if cfg.pool:
+        n = len(cfg.assets)
+        tasks += [PoolTask(fold=k, members=tuple(tasks[k * n:(k + 1) * n]),
+                           seed=_task_seed(cfg, k, None)) for k in range(len(tasks) // n)]
     return tasks
 
 
 _OPEN_STORES: dict[str, PriceStore] = {}
 
 
-def _reuse(store: PriceStore) -> PriceStore:
+def _reuse(store: PriceStore | None) -> PriceStore | None:
     """A worker unpickles a fresh store per task; keep the first one (and its maps) instead."""
-    if store.path is None:  # Dask: the in-memory copy scattered to this worker once per run
+    if store is None or store.path is None:  # Dask: the in-memory copy scattered once per run
         return store
     return _OPEN_STORES.setdefault(str(store.path), store)
 
 
-def _gather(store: PriceStore, rows: np.ndarray, column: int) -> tuple[np.ndarray, np.ndarray]:
-    X = np.empty((rows.shape[0], len(FEATURES)))
-    for i, f in enumerate(FEATURES):
-        X[:, i] = store[f][rows, column]
-    return X, store["target"][rows, column]
+def _gather(stores, columns, rows: np.ndarray, column: int) -> tuple[np.ndarray, np.ndarray]:
+    """The feature matrix (``columns``: ``(store, field)`` pairs, 0 the main store, 1 the
+    user features') and the target of one asset's rows."""
+    X = np.empty((rows.shape[0], len(columns)))
+    for i, (src, f) in enumerate(columns):
+        X[:, i] = stores[src][f][rows, column]
+    return X, stores[0]["target"][rows, column]
 
 
-def run_task(task: Task, *, store: PriceStore, model: str, n_estimators: int, alpha: float,
-             threshold: float, long_only: bool, cost: float, main_pid: int) -> dict:
-    """One (fold, asset): fit on the training rows, predict and trade the test window."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    limit_threads_in_worker(main_pid)
-    store = _reuse(store)
-    X_train, y_train = _gather(store, task.train_rows, task.column)
+def _rows(task: Task, stores, columns, names) -> tuple[np.ndarray, ...]:
+    X_train, y_train = _gather(stores, columns, task.train_rows, task.column)
     keep = np.isfinite(X_train).all(axis=1)       # drop the feature warm-up rows
     X_train, y_train = X_train[keep], y_train[keep]
     check_train_rows(X_train.shape[0], task.fold, task.asset)
-    X_test, ret = _gather(store, task.test_rows, task.column)
-    pred, importance = fit_predict(model, X_train, y_train, X_test, seed=task.seed,
-                                   n_estimators=n_estimators, alpha=alpha)
-    T = pred.shape[0]
-    position, pnl, m = np.empty(T), np.empty(T), np.empty(len(METRICS))
-    backtest_nb(pred, ret, threshold, long_only, cost, position, pnl, m)
+    X_test, ret = _gather(stores, columns, task.test_rows, task.column)
+    check_test_rows(X_test, names, task.fold, task.asset, task.dates)
+    return X_train, y_train, X_test, ret
+
+
+def _result(task: Task, n_train: int, pred: np.ndarray, ret: np.ndarray, importance,
+            pooled: bool, wall: float, cpu: float) -> dict:
     tr0, tr1, te0, te1 = (pd.Timestamp(v) for v in task.window_dates)
     return {"fold": task.fold, "asset": task.asset, "train_start": tr0, "train_end": tr1,
-            "test_start": te0, "test_end": te1, "n_train": int(X_train.shape[0]),
-            "dates": task.dates, "prediction": pred, "position": position.astype(np.int8),
-            "ret": ret, "pnl": pnl, "metrics": dict(zip(METRICS, m.tolist())),
-            "importance": importance, "wall_s": time.perf_counter() - wall,
-            "cpu_s": time.process_time() - cpu}
+            "test_start": te0, "test_end": te1, "n_train": n_train, "window": task.window,
+            "dates": task.dates, "prediction": pred, "ret": ret, "importance": importance,
+            "pooled": pooled, "wall_s": wall, "cpu_s": cpu}
 
 
-def run_chunk(chunk: list[Task], store: PriceStore, **kw) -> list[dict]:
-    return [run_task(t, store=store, **kw) for t in chunk]
+def run_task(task: Task, *, stores, columns, names, model, n_estimators: int, alpha: float,
+             main_pid: int) -> list[dict]:
+    """One (fold, asset): fit on the training rows, predict the test window (the trading,
+    with the position carried from the previous fold, comes after: :mod:`.carry`)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    limit_threads_in_worker(main_pid)
+    X_train, y_train, X_test, ret = _rows(task, stores, columns, names)
+    pred, importance = fit_predict(model, X_train, y_train, X_test, seed=task.seed,
+                                   n_estimators=n_estimators, alpha=alpha)
+    return [_result(task, int(X_train.shape[0]), pred, ret, importance, False,
+                    time.perf_counter() - wall, time.process_time() - cpu)]
 
 
-def chunk_tasks(tasks: list[Task], model: str, n_workers: int) -> list[list[Task]]:
-    """Light tasks (ridge) in about four chunks per worker, heavy ones one by one."""
-    size = 1 if model != "ridge" or n_workers <= 1 else -(-len(tasks) // (4 * n_workers))
-    return [tasks[i:i + size] for i in range(0, len(tasks), size)]
+def run_pool_task(task: PoolTask, *, stores, columns, names, model, n_estimators: int,
+                  alpha: float, main_pid: int) -> list[dict]:
+    """One fold's pooled model: every asset's training rows, one fit, each asset's test."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    limit_threads_in_worker(main_pid)
+    parts = [_rows(m, stores, columns, names) for m in task.members]
+    X_train = np.concatenate([p[0] for p in parts])
+    y_train = np.concatenate([p[1] for p in parts])
+    X_test = np.concatenate([p[2] for p in parts])
+    pred, importance = fit_predict(model, X_train, y_train, X_test, seed=task.seed,
+                                   n_estimators=n_estimators, alpha=alpha)
+    out, at = [], 0
+    for i, (m, p) in enumerate(zip(task.members, parts)):
+        T = p[2].shape[0]
+        last = i == len(parts) - 1
+        out.append(_result(m, int(X_train.shape[0]), pred[at:at + T], p[3], importance, True,
+                           time.perf_counter() - wall if last else 0.0,
+                           time.process_time() - cpu if last else 0.0))
+        at += T
+    return out
 
 
-def run_fast(cfg: WalkForwardConfig, progress: bool | None = None) -> tuple[list[dict], dict]:
-    """All (fold, asset) results in task order, and the phase timings."""
+def run_chunk(chunk: list[Task | PoolTask], store: PriceStore, user_store: PriceStore | None,
+              **kw) -> list[dict]:
+    stores = (_reuse(store), _reuse(user_store))
+    out = []
+    for t in chunk:
+        out += (run_pool_task if isinstance(t, PoolTask) else run_task)(t, stores=stores, **kw)
+    return out
+
+
+def chunk_tasks(tasks: list, model, n_workers: int) -> list[list]:
+    """Light tasks (ridge) in about four chunks per worker, heavy ones (and pooled fits, and
+    estimators of unknown cost) one by one."""
+    light = [t for t in tasks if isinstance(t, Task)]
+    heavy = [[t] for t in tasks if not isinstance(t, Task)]
+    size = 1 if model != "ridge" or n_workers <= 1 else -(-len(light) // (4 * n_workers))
+    return [light[i:i + size] for i in range(0, len(light), size)] + heavy
+
+
+def feature_columns(cfg: WalkForwardConfig) -> tuple[list[tuple[int, str]], tuple[str, ...]]:
+    """Where each of the run's features lives: ``(0, built-in name)`` in the cached store,
+    ``(1, "u<i>")`` in the run's user-feature store."""
+    cols, u = [], 0
+    for f in cfg.features:
+        if f.builtin:
+            cols.append((0, f.name))
+        else:
+            cols.append((1, f"u{u}"))
+            u += 1
+    return cols, cfg.feature_names
+
+
+def user_store(cfg: WalkForwardConfig, panel: Panel) -> PriceStore | None:
+    """The user features of every asset over its loaded bars, in a store aligned with the
+    main one (computed every run: a function is not something a cache can key on)."""
+    user = [f for f in cfg.features if not f.builtin]
+    if not user:
+        return None
+    frames = {}
+    for a in cfg.assets:
+        df = cfg.frames[a]
+        arrays = [df[c].to_numpy(np.float64) for c in ("open", "high", "low", "close", "volume")]
+        frames[a] = pd.DataFrame({f"u{i}": call(f, *arrays) for i, f in enumerate(user)},
+                                 index=df.index)
+    ustore = PriceStore.build(frames, fields=tuple(f"u{i}" for i in range(len(user))))
+    if not ustore.dates.equals(panel.store.dates):
+        raise RuntimeError("the user-feature store is not aligned with the price store")
+    return ustore
+
+
+def run_fast(cfg: WalkForwardConfig, progress: bool | None = None) -> tuple[dict, dict]:
+    """All (fold, asset) results in task order (and the pooled model's), traded with the
+    carried positions, each asset's stitched timeline, and the phase timings."""
     from threadpoolctl import threadpool_limits
 
     t0 = time.perf_counter()
     panel = load_panel(cfg)
+    ustore = user_store(cfg, panel)
     tasks = make_tasks(cfg, panel)
+    columns, names = feature_columns(cfg)
     t1 = time.perf_counter()
     # the store travels once per run (``shared``): on Dask scattered in memory to every
     # worker, which need not see this machine's cache
-    func = functools.partial(run_chunk, model=cfg.model,
+    func = functools.partial(run_chunk, model=cfg.model, columns=columns, names=names,
                              n_estimators=cfg.n_estimators, alpha=cfg.alpha,
-                             threshold=cfg.threshold, long_only=cfg.long_only, cost=cfg.cost,
                              main_pid=os.getpid())
     # one BLAS/OpenMP thread in this process too (sequential and threads backends), so every
     # backend runs the very same single-threaded arithmetic
@@ -251,11 +350,18 @@ def run_fast(cfg: WalkForwardConfig, progress: bool | None = None) -> tuple[list
     with threadpool_limits(1):
         done = pmap(func, chunks, backend=cfg.backend, n_jobs=cfg.n_jobs,
                     scheduler=cfg.scheduler, progress=progress, desc="walk-forward",
-                    unit="chunk", shared=(panel.store,))
-    results = [r for chunk in done for r in chunk]
+                    unit="chunk", shared=(panel.store, ustore))
+    everything = [r for chunk in done for r in chunk]
     t2 = time.perf_counter()
+    results = [r for r in everything if not r["pooled"]]
+    pooled = [r for r in everything if r["pooled"]]
+    out = {"results": results, "stitched": carry_fast(results, cfg, panel.ohlcv),
+           "pooled": pooled or None,
+           "pooled_stitched": carry_fast(pooled, cfg, panel.ohlcv) if pooled else None}
+    t3 = time.perf_counter()
     # task_wall_s / (workers * tasks_s): how busy the workers were; task_cpu_s / task_wall_s:
     # the share of a core each task got (below 1 when other processes compete for the cores)
-    return results, {"load_s": t1 - t0, "tasks_s": t2 - t1, "cache_hit": panel.cache_hit,
-                     "n_tasks": len(tasks), "task_wall_s": sum(r["wall_s"] for r in results),
-                     "task_cpu_s": sum(r["cpu_s"] for r in results)}
+    return out, {"load_s": t1 - t0, "tasks_s": t2 - t1, "carry_s": t3 - t2,
+                 "cache_hit": panel.cache_hit, "n_tasks": len(results),
+                 "task_wall_s": sum(r["wall_s"] for r in everything),
+                 "task_cpu_s": sum(r["cpu_s"] for r in everything)}

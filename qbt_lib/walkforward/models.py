@@ -14,6 +14,8 @@ import os
 
 import numpy as np
 
+from . import estimators
+
 MAX_DEPTH = 10  # random forest depth (the seed's setting)
 
 _limited_pid: int | None = None
@@ -80,10 +82,13 @@ def importance_of(model: str, estimator) -> np.ndarray | None:
     return None
 
 
-def fit_predict(model: str, X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, *,
+def fit_predict(model, X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, *,
                 seed: int, n_estimators: int, alpha: float
                 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The fast path's model step: standardize, fit, predict; returns (prediction, importance)."""
+    """The fast path's model step: standardize, fit, predict; returns (prediction, importance).
+    An estimator (not a built-in name) is fitted on the raw features (:mod:`.estimators`)."""
+    if not isinstance(model, str):
+        return estimators.fit_predict(model, X_train, y_train, X_test, seed)
     Z_train, Z_test = standardize(X_train, X_test)
     if model == "ridge":
         return ridge_closed_form(Z_train, y_train, Z_test, alpha)

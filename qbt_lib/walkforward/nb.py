@@ -12,16 +12,17 @@ N_METRICS = 8  # the order of config.METRICS
 
 
 @njit(cache=True, error_model="numpy")
-def backtest_nb(prediction, ret, threshold, long_only, cost, position, pnl, metrics):
+def backtest_nb(prediction, ret, threshold, long_only, cost, start, position, pnl, metrics):
     """Trade one fold's test window.
 
     ``prediction[i]`` is made at the close of the bar before test bar ``i``; ``ret[i]`` is
     test bar ``i``'s return. Position: +1 above ``threshold``, -1 below ``-threshold`` (0 when
     ``long_only``), else 0; ``pnl = position * ret - cost * |position change|``, the fold
-    starting flat. Fills ``position``, ``pnl`` and ``metrics`` (total return, annualised
+    starting from position ``start`` (what the stitched curve held on the bar before: the
+    position carries across fold boundaries). Fills ``position``, ``pnl`` and ``metrics`` (total return, annualised
     return, annualised vol, Sharpe, max drawdown, hit rate, trades, turnover)."""
     T = prediction.shape[0]
-    prev = 0.0
+    prev = start
     growth = 1.0
     peak = 1.0
     mdd = 0.0

@@ -9,9 +9,12 @@ import numpy as np
 import pandas as pd
 
 from ..data import write_parquet_tables
-from .config import BARS_PER_YEAR, FEATURES, METRICS, WalkForwardConfig
+from .config import METRICS, WalkForwardConfig
+from .portfolio import Portfolio
+from .portfolio import build as build_portfolio
 
-OUTPUT_FILES = ("fold_metrics.parquet", "oos_bars.parquet")
+OUTPUT_FILES = ("fold_metrics.parquet", "oos_bars.parquet", "portfolio.parquet",
+                "trades.parquet")
 
 
 @dataclasses.dataclass
@@ -19,8 +22,13 @@ class WalkForwardResult:
     """``folds``: the fold timeline per (fold, asset); ``metrics``: per-fold metrics;
     ``aggregate``: mean and std across folds per asset; ``bars``: every traded test bar
     (prediction, position, return, pnl); ``equity``: the out-of-sample equity curve per asset
-    stitched from the test windows; ``oos``: that curve's metrics; ``importances``: per
-    (fold, asset) feature importances (random forest) or coefficients (ridge), else None."""
+    stitched from the test windows (positions carried across folds, :mod:`.carry`); ``oos``:
+    that curve's metrics (:data:`.portfolio.METRICS`); ``importances``: per (fold, asset)
+    feature importances (random forest, an estimator's ``feature_importances_``) or
+    coefficients (ridge, an estimator's ``coef_``), else None; ``portfolio``: the
+    equal-weight portfolio, buy-and-hold and the trade list (:class:`.portfolio.Portfolio`);
+    ``pooled``: with ``pool=True``, the same tables for one model per fold trained on every
+    asset's rows."""
     config: WalkForwardConfig
     folds: pd.DataFrame
     metrics: pd.DataFrame
@@ -30,6 +38,21 @@ class WalkForwardResult:
     oos: pd.DataFrame
     importances: pd.DataFrame | None
     timings: dict
+    portfolio: Portfolio | None = None
+    pooled: "WalkForwardResult | None" = None
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.config.feature_names
+
+    def summary(self) -> pd.DataFrame:
+        """The portfolio metrics side by side: the per-asset models, the pooled model (with
+        ``pool=True``) and buy-and-hold of the same assets."""
+        rows = {"per-asset models": self.portfolio.metrics.loc["strategy"]}
+        if self.pooled is not None:
+            rows["pooled model"] = self.pooled.portfolio.metrics.loc["strategy"]
+        rows["buy and hold"] = self.portfolio.metrics.loc["buy_and_hold"]
+        return pd.DataFrame(rows).T
 
     @property
     def n_folds(self) -> int:
@@ -42,29 +65,28 @@ class WalkForwardResult:
         return h.hexdigest()
 
     def save(self, output_dir) -> list[Path]:
-        """Write ``fold_metrics.parquet`` (timeline + metrics per fold and asset) and
-        ``oos_bars.parquet`` (every test bar). Each file is written to a temp name and renamed,
-        so an interrupted save leaves no partial file."""
+        """Write ``fold_metrics.parquet`` (timeline + metrics per fold and asset),
+        ``oos_bars.parquet`` (every test bar), ``portfolio.parquet`` (the portfolio's and
+        buy-and-hold's growth of 1) and ``trades.parquet`` (the trade list). Each file is
+        written to a temp name and renamed, so an interrupted save leaves no partial file."""
         tables = {"fold_metrics.parquet": self.folds.merge(self.metrics, on=["fold", "asset"]),
-                  "oos_bars.parquet": self.bars}
+                  "oos_bars.parquet": self.bars,
+                  "portfolio.parquet": self.portfolio.equity.rename_axis("date").reset_index(),
+                  "trades.parquet": self.portfolio.trades}
         return list(write_parquet_tables(output_dir, tables).values())
 
 
-def _curve_metrics(pnl: pd.Series) -> dict:
-    equity = (1 + pnl).cumprod()
-    total = float(equity.iloc[-1] - 1)
-    sd = float(pnl.std())
-    years = len(pnl) / BARS_PER_YEAR
-    return {"total_return": total,
-            "annual_return": (1 + total) ** (1 / years) - 1 if total > -1 else -1.0,
-            "annual_vol": sd * np.sqrt(BARS_PER_YEAR),
-            "sharpe": float(pnl.mean()) / sd * np.sqrt(BARS_PER_YEAR) if sd > 0 else 0.0,
-            "max_drawdown": float(min((equity / equity.cummax().clip(lower=1.0) - 1).min(), 0.0)),
-            "bars": len(pnl)}
+def assemble(outcome: dict, cfg: WalkForwardConfig, timings: dict) -> WalkForwardResult:
+    """Tables from a path's outcome: the per-(fold, asset) results in task order (fold, then
+    asset), each asset's stitched timeline, and the same for the pooled model (``pool``)."""
+    res = _tables(outcome["results"], outcome["stitched"], cfg, timings)
+    if outcome.get("pooled"):
+        res.pooled = _tables(outcome["pooled"], outcome["pooled_stitched"], cfg, {})
+    return res
 
 
-def assemble(results: list[dict], cfg: WalkForwardConfig, timings: dict) -> WalkForwardResult:
-    """Tables from the per-(fold, asset) results (in task order: fold, then asset)."""
+def _tables(results: list[dict], stitched: dict, cfg: WalkForwardConfig,
+            timings: dict) -> WalkForwardResult:
     folds = pd.DataFrame({k: [r[k] for r in results] for k in
                           ("fold", "asset", "train_start", "train_end", "test_start",
                            "test_end", "n_train")})
@@ -84,25 +106,18 @@ def assemble(results: list[dict], cfg: WalkForwardConfig, timings: dict) -> Walk
     overall = metrics[list(METRICS)].agg(["mean", "std"]).unstack().to_frame().T
     overall.index = ["all assets"]
     aggregate = pd.concat([agg, overall])
-    # Stitch each asset's test windows: a bar covered by two folds (test_length > step_size)
-    # is traded by the newer model.
-    curves, oos = {}, {}
-    asset_col, date_col, pnl_col = (bars[c].to_numpy() for c in ("asset", "date", "pnl"))
-    for asset in cfg.assets:
-        idx = np.flatnonzero(asset_col == asset)
-        # rows are in fold order: the last occurrence of a date is the newest fold's
-        dates, first_rev = np.unique(date_col[idx][::-1], return_index=True)
-        pnl = pd.Series(pnl_col[idx][len(idx) - 1 - first_rev], index=pd.DatetimeIndex(dates))
-        curves[asset] = (1 + pnl).cumprod()
-        oos[asset] = _curve_metrics(pnl)
-    equity = pd.DataFrame(curves)
+    # Each asset's stitched timeline (positions carried across folds, a bar covered by two
+    # folds traded by the newer model, bars no test window covers flat): :mod:`.carry`.
+    port = build_portfolio(stitched, cfg.frames, cfg.cost, cfg.impl)
+    equity = pd.DataFrame({a: (1 + s["pnl"]).cumprod() for a, s in stitched.items()})
     importances = None
     if all(r["importance"] is not None for r in results):
-        importances = pd.DataFrame([r["importance"] for r in results], columns=list(FEATURES),
+        importances = pd.DataFrame([r["importance"] for r in results],
+                                   columns=list(cfg.feature_names),
                                    index=pd.MultiIndex.from_frame(metrics[["fold", "asset"]]))
     return WalkForwardResult(config=cfg, folds=folds, metrics=metrics, aggregate=aggregate,
-                             bars=bars, equity=equity, oos=pd.DataFrame(oos).T,
-                             importances=importances, timings=timings)
+                             bars=bars, equity=equity, oos=port.assets,
+                             importances=importances, timings=timings, portfolio=port)
 
 
 def agreement(a: WalkForwardResult, b: WalkForwardResult) -> dict:
@@ -111,7 +126,11 @@ def agreement(a: WalkForwardResult, b: WalkForwardResult) -> dict:
     diff = np.abs(a.metrics[list(METRICS)].to_numpy() - b.metrics[list(METRICS)].to_numpy())
     both_nan = np.isnan(a.metrics[list(METRICS)].to_numpy()) & np.isnan(
         b.metrics[list(METRICS)].to_numpy())
+    same_curve = a.portfolio.equity.index.equals(b.portfolio.equity.index)
     return {"positions_identical": bool(same_layout and np.array_equal(
                 a.bars["position"].to_numpy(), b.bars["position"].to_numpy())),
             "max_metric_diff": float(np.max(np.where(both_nan, 0.0, diff))) if same_layout
-            else float("inf")}
+            else float("inf"),
+            "max_portfolio_diff": float(np.max(np.abs(
+                a.portfolio.equity.to_numpy() - b.portfolio.equity.to_numpy())))
+            if same_curve else float("inf")}

@@ -399,3 +399,456 @@ def test_ctrl_c_stops_loky_workers_and_leaves_no_outputs(tmp_path):
     gone, alive = psutil.wait_procs(workers, timeout=15)
     assert not alive, f"workers still running: {alive}"
     assert not out.exists() or not any(out.iterdir())
+
+
+# ================================================================== issue #15: research tools
+from sklearn.base import BaseEstimator, RegressorMixin                      # noqa: E402
+from sklearn.ensemble import RandomForestRegressor                          # noqa: E402
+from sklearn.linear_model import Ridge                                      # noqa: E402
+from sklearn.model_selection import TimeSeriesSplit, cross_val_score        # noqa: E402
+from sklearn.pipeline import make_pipeline                                  # noqa: E402
+from sklearn.preprocessing import StandardScaler                            # noqa: E402
+
+from qbt_lib.walkforward import estimators, guard, portfolio as P           # noqa: E402
+from qbt_lib.walkforward.featureset import resolve                          # noqa: E402
+
+
+class SignOfFirst(BaseEstimator, RegressorMixin):
+    """Predicts its first feature as is: with features=["ret_1"], the position on a test bar
+    is the sign of the bar before's return (positions computable by hand)."""
+
+    def fit(self, X, y):
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def predict(self, X):
+        return np.asarray(X)[:, 0]
+
+
+def _frames(n=420, seed=11, names=("AAA", "BBB")):
+    """Hand-made OHLCV frames (a dict source) on business days."""
+    rng = np.random.default_rng(seed)
+    idx = pd.bdate_range("2019-01-01", periods=n)
+    out = {}
+    for k, name in enumerate(names):
+        close = 50.0 * (k + 1) * np.exp(np.cumsum(0.01 * rng.standard_normal(n)))
+        open_ = close * np.exp(0.002 * rng.standard_normal(n))
+        out[name] = pd.DataFrame({"open": open_, "high": np.maximum(open_, close) * 1.003,
+                                  "low": np.minimum(open_, close) * 0.997, "close": close,
+                                  "volume": rng.integers(1_000, 5_000, n).astype(float)},
+                                 index=idx)
+    return out
+
+
+HAND = dict(start="2019-12-20", fold_length=60, step_size=30, test_length=30, progress=False)
+
+
+# ------------------------------------------------------------------ WalkForwardSplit
+@pytest.mark.parametrize("L,T,gap,n_splits", [(50, 10, 0, 5), (30, 7, 3, 4), (100, 25, 5, 3)])
+def test_splitter_matches_timeseriessplit(L, T, gap, n_splits):
+    """horizon=0 on exactly L + gap + n*T samples: rolling = TimeSeriesSplit with
+    max_train_size=L; anchored = TimeSeriesSplit without it (expanding from sample 0)."""
+    X = np.zeros((L + gap + n_splits * T, 2))
+    for anchored, tss in [(False, TimeSeriesSplit(n_splits, max_train_size=L, test_size=T,
+                                                  gap=gap)),
+                          (True, TimeSeriesSplit(n_splits, test_size=T, gap=gap))]:
+        ours = list(wf.WalkForwardSplit(L, T, gap=gap, anchored=anchored, horizon=0).split(X))
+        theirs = list(tss.split(X))
+        assert len(ours) == len(theirs) == n_splits
+        for (a_tr, a_te), (b_tr, b_te) in zip(ours, theirs):
+            np.testing.assert_array_equal(a_tr, b_tr)
+            np.testing.assert_array_equal(a_te, b_te)
+    assert wf.WalkForwardSplit(L, T, gap=gap, horizon=0).get_n_splits(X) == n_splits
+
+
+def test_splitter_horizon_one_is_the_workload_layout():
+    """horizon=1 (the default): train = samples whose label (next bar) lies in the training
+    window, test = the decisions that trade the test bars; by hand for fold 1."""
+    cv = wf.WalkForwardSplit(fold_length=10, step_size=4, test_length=5, gap=2)
+    (tr0, te0), (tr1, te1) = list(cv.split(np.zeros(30)))[:2]
+    np.testing.assert_array_equal(tr1, np.arange(4, 13))      # bars 4..13, labels to bar 13
+    np.testing.assert_array_equal(te1, np.arange(15, 20))     # trade bars 16..20
+    assert cv.windows(30)[1] == (4, 14, 16, 21)
+    assert len(cv.windows(30)) == cv.get_n_splits(np.zeros(30)) == 4   # (30 - 17) // 4 + 1
+    cfg = wf.make_config(**TINY_CFG, gap=2, anchored=True)
+    assert config.fold_windows(10, 400, cfg) == cfg.splitter.windows(400, 10)
+    assert cfg.splitter.rows(cfg.splitter.windows(400, 10)[2]) == \
+        config.fold_rows(cfg.splitter.windows(400, 10)[2])
+
+
+def test_splitter_in_cross_val_score_equals_a_manual_loop():
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((300, 4)), rng.standard_normal(300)
+    cv = wf.WalkForwardSplit(fold_length=100, step_size=50, gap=3)
+    scores = cross_val_score(Ridge(alpha=2.0), X, y, cv=cv, scoring="neg_mean_squared_error")
+    manual = [-np.mean((Ridge(alpha=2.0).fit(X[tr], y[tr]).predict(X[te]) - y[te]) ** 2)
+              for tr, te in cv.split(X)]
+    assert len(scores) == 3
+    np.testing.assert_allclose(scores, manual, rtol=1e-12)
+    assert "WalkForwardSplit(fold_length=100" in repr(cv)
+
+
+@pytest.mark.parametrize("kw,X,match", [
+    (dict(fold_length=10, horizon=10), 50, "horizon .* must be below fold_length"),
+    (dict(fold_length=10, step_size=0), 50, "step_size must be >= 1"),
+    (dict(fold_length=40, step_size=20), 50, "X has 50 samples, fewer than one fold"),
+])
+def test_splitter_bad_input(kw, X, match):
+    with pytest.raises(ValueError, match=match):
+        wf.WalkForwardSplit(**kw).get_n_splits(np.zeros(X))
+
+
+# ------------------------------------------------------------------ model = an estimator
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+def test_pipeline_standard_scaler_ridge_equals_builtin_ridge(impl):
+    est = make_pipeline(StandardScaler(), Ridge(alpha=1.0))
+    a = wf.run(impl=impl, model=est, **TINY)
+    b = wf.run(impl=impl, model="ridge", **TINY)
+    np.testing.assert_array_equal(a.bars["position"], b.bars["position"])
+    np.testing.assert_allclose(a.bars["prediction"], b.bars["prediction"], rtol=1e-7,
+                               atol=1e-13)
+    assert a.config.params()["model"] == "Pipeline(StandardScaler, Ridge)"
+    assert list(a.importances.columns) == list(wf.FEATURES)      # Ridge's coef_
+    assert not hasattr(est[-1], "coef_")                          # the user's object unfitted
+
+
+def test_estimator_random_state_from_seed_fold_asset():
+    est = make_pipeline(StandardScaler(), RandomForestRegressor(n_estimators=3, random_state=7))
+    s = estimators.task_seed(0, 2, "SYM001")
+    assert estimators.prepare(est, s).get_params()["randomforestregressor__random_state"] == s
+    assert est.get_params()["randomforestregressor__random_state"] == 7
+    seeds = {estimators.task_seed(0, k, a) for k in range(3) for a in ("A", "B", None)}
+    assert len(seeds) == 9 and estimators.task_seed(1, 0, "A") != estimators.task_seed(0, 0, "A")
+    from sklearn.linear_model import LinearRegression
+    assert estimators.prepare(LinearRegression(), 3).get_params() == \
+        LinearRegression().get_params()                            # no random_state to set
+
+
+def test_estimator_runs_identical_across_n_jobs_backends_and_impls(dask_address):
+    est = make_pipeline(StandardScaler(), RandomForestRegressor(n_estimators=4, max_depth=4))
+    kw = {**TINY, "model": est, "pool": True}
+    base = wf.run(n_jobs=1, backend="sequential", **kw)
+    for backend, n_jobs, sched in [("threads", 2, None), ("loky", 2, None),
+                                   ("dask", 2, dask_address)]:
+        res = wf.run(n_jobs=n_jobs, backend=backend, scheduler=sched or "local", **kw)
+        assert _bars_key(res) == _bars_key(base), f"{backend} differs"
+        assert _bars_key(res.pooled) == _bars_key(base.pooled), f"{backend} pooled differs"
+    ref = wf.run(impl="reference", **kw)
+    np.testing.assert_array_equal(ref.bars["prediction"], base.bars["prediction"])
+    np.testing.assert_array_equal(ref.pooled.bars["prediction"], base.pooled.bars["prediction"])
+    np.testing.assert_allclose(ref.portfolio.equity, base.portfolio.equity, rtol=0, atol=1e-12)
+    assert base.importances.shape == (8, len(wf.FEATURES))
+
+
+def test_bad_model_object():
+    with pytest.raises(ValueError, match="model must be one of .* or a scikit-learn estimator"):
+        wf.run(model=object(), **TINY)
+
+
+# ------------------------------------------------------------------ features and the guard
+def spread(open_, high, low, close, volume):
+    return (high - low) / close
+
+
+def future_return(open_, high, low, close, volume):          # peeks at the next bar
+    return np.r_[close[1:] / close[:-1] - 1, np.nan]
+
+
+def whole_series_zscore(open_, high, low, close, volume):     # peeks at every bar
+    return (close - close.mean()) / close.std()
+
+
+def gappy(open_, high, low, close, volume):                  # undefined on a few bars
+    out = close.copy()
+    out[372:380] = np.nan
+    return out
+
+
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+def test_user_and_numba_features_reference_equals_fast(impl):
+    from numba import njit
+
+    @njit(cache=False)
+    def range_pos(open_, high, low, close, volume):
+        out = np.empty(close.shape[0])
+        for i in range(close.shape[0]):
+            out[i] = (close[i] - low[i]) / (high[i] - low[i]) if high[i] > low[i] else 0.5
+        return out
+
+    feats = ["ret_1", "rsi_14", spread, {"range_pos": range_pos}]
+    res = wf.run(impl=impl, features=feats, **TINY)
+    assert res.feature_names == ("ret_1", "rsi_14", "spread", "range_pos")
+    assert list(res.importances.columns) == list(res.feature_names)
+    other = wf.run(impl="reference" if impl == "fast" else "fast", features=feats, **TINY)
+    np.testing.assert_array_equal(res.bars["position"], other.bars["position"])
+    np.testing.assert_allclose(res.bars["prediction"], other.bars["prediction"], rtol=1e-6,
+                               atol=1e-12)
+    np.testing.assert_allclose(res.metrics[list(wf.METRICS)], other.metrics[list(wf.METRICS)],
+                               rtol=0, atol=1e-9)
+    assert res.config.params()["features"] == ["ret_1", "rsi_14", "spread", "range_pos"]
+
+
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+def test_guard_catches_a_peeking_feature_at_its_first_bar(impl):
+    cfg = wf.make_config(**TINY_CFG)
+    n = len(cfg.frames[cfg.assets[0]])
+    first_cut = int(guard.cut_points(n)[0])
+    # future_return at bar t reads bar t + 1: the first cut point c shows it at bar c
+    with pytest.raises(ValueError, match=rf"'future_return' looks ahead .* changed at bar "
+                                         rf"{first_cut} \(\d{{4}}-\d\d-\d\d\), when the bars "
+                                         rf"after bar {first_cut} "):
+        wf.run(impl=impl, features=[*wf.FEATURES, future_return], **TINY)
+    # a z-score over the whole series moves from bar 0 on; both named, earliest first
+    with pytest.raises(ValueError, match=r"'whole_series_zscore' looks ahead .*"
+                                         r"'whole_series_zscore' changed at bar 0 .*"
+                                         r"'future_return' changed at bar"):
+        wf.run(impl=impl, features=["ret_1", future_return, whole_series_zscore], **TINY)
+
+
+def test_guard_passes_the_builtins_and_says_what_it_checked():
+    cfg = wf.make_config(**TINY_CFG)
+    frame = cfg.frames[cfg.assets[0]]
+    for builtin in (guard.builtin_numba, guard.builtin_pandas):
+        out = guard.check(resolve([*wf.FEATURES, spread]), frame, builtin)
+        assert out["features"] == [*wf.FEATURES, "spread"] and len(out["cuts"]) == guard.CUTS
+    res = wf.run(**TINY)
+    assert 0 < res.timings["guard_s"] < res.timings["total_s"]
+    # the perturbation is real: it moves every bar after the cut, and only those
+    arrays = [frame[c].to_numpy() for c in ("open", "high", "low", "close", "volume")]
+    moved = guard.perturb(arrays, 100, np.random.default_rng(0))
+    for a, b in zip(arrays, moved):
+        assert np.array_equal(a[:101], b[:101]) and not np.any(a[101:] == b[101:])
+    assert np.all(moved[1] >= np.maximum(moved[0], moved[3]))   # bars stay valid
+
+
+@pytest.mark.parametrize("features,match", [
+    (["nope"], "features: unknown feature 'nope'"),
+    ([lambda o, h, lo, c, v: c], "has no usable name; give it one with a dict"),
+    (["ret_1", "ret_1"], r"\['ret_1'\] given more than once"),
+    ([], "at least one feature"),
+    ([{"ret_5": spread}], "is a built-in's name"),
+    ([42], "each entry must be a built-in name or a function"),
+])
+def test_bad_features(features, match):
+    with pytest.raises(ValueError, match=match):
+        wf.run(features=features, **TINY)
+
+
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+def test_feature_wrong_shape_failing_or_undefined_in_a_test_window(impl):
+    def two_columns(o, h, lo, c, v):
+        return np.c_[c, c]
+
+    def broken(o, h, lo, c, v):
+        raise ZeroDivisionError("oops")
+
+    with pytest.raises(ValueError, match=r"feature 'two_columns' returned shape \(\d+, 2\)"):
+        wf.run(impl=impl, features=["ret_1", two_columns], **TINY)
+    with pytest.raises(ValueError, match="feature 'broken' failed on .*ZeroDivisionError: oops"):
+        wf.run(impl=impl, features=[broken], **TINY)
+    with pytest.raises(ValueError, match=r"feature 'gappy' is nan for SYM000 in fold 0's test "
+                                         r"window \(the decision for the bar of 20\d\d-.*"
+                                         r"a test row needs every feature"):
+        wf.run(impl=impl, features=["ret_1", gappy], **TINY)
+
+
+# ------------------------------------------------------------------ pool=True
+def test_pooled_model_by_hand_and_reference_equals_fast():
+    res = wf.run(pool=True, **TINY)
+    ref = wf.run(pool=True, impl="reference", **TINY)
+    assert res.pooled is not None and res.pooled.pooled is None
+    np.testing.assert_array_equal(res.pooled.bars["position"], ref.pooled.bars["position"])
+    np.testing.assert_allclose(res.pooled.metrics[list(wf.METRICS)],
+                               ref.pooled.metrics[list(wf.METRICS)], rtol=0, atol=1e-9)
+    # fold 0 by hand: one ridge on both assets' training rows (scaled together)
+    cfg = res.config
+    Xs, ys, Xt = [], [], []
+    for a in cfg.assets:
+        df = cfg.frames[a]
+        X, y = features_pandas(df)
+        w = config.fold_windows(*config.check_history(df, a, cfg), cfg)[0]
+        tr, te = config.fold_rows(w)
+        Xtr = X.iloc[tr].dropna()
+        Xs.append(Xtr.to_numpy())
+        ys.append(y.loc[Xtr.index].to_numpy())
+        Xt.append(X.iloc[te].to_numpy())
+    sc = StandardScaler().fit(np.concatenate(Xs))
+    model = Ridge(alpha=1.0).fit(sc.transform(np.concatenate(Xs)), np.concatenate(ys))
+    want = model.predict(sc.transform(np.concatenate(Xt)))
+    got = res.pooled.bars.query("fold == 0")["prediction"].to_numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-13)
+    assert res.pooled.folds["n_train"].iloc[0] == sum(len(v) for v in ys)
+    summary = res.summary()
+    assert list(summary.index) == ["per-asset models", "pooled model", "buy and hold"]
+
+
+def test_pool_of_one_asset_is_the_per_asset_model():
+    res = wf.run(pool=True, **{**TINY, "assets": 1})
+    assert _bars_key(res) == _bars_key(res.pooled)
+
+
+# ------------------------------------------------------------------ positions carry, portfolio
+def _hand_curve(close, start, cost):
+    """Stitched pnl of SignOfFirst on ret_1 by hand: position on bar t = sign(r[t-1])."""
+    r = close / np.r_[np.nan, close[:-1]] - 1
+    pos = np.sign(r[start - 1:-1])
+    ret = r[start:]
+    change = np.abs(np.diff(pos, prepend=0.0))           # flat before the first test bar only
+    return pos, ret, pos * ret - cost * change
+
+
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+def test_positions_carry_across_folds_by_hand(impl):
+    frames = _frames()
+    res = wf.run(source=frames, model=SignOfFirst(), features=["ret_1"], impl=impl,
+                 cost_bps=10.0, **HAND)
+    cost = 10.0 / 1e4
+    for a in frames:
+        first = res.folds.query("asset == @a")["test_start"].iloc[0]
+        last = res.folds.query("asset == @a")["test_end"].iloc[-1]
+        close = frames[a]["close"].loc[:last].to_numpy()
+        start = frames[a].index.get_loc(first)
+        pos, ret, pnl = _hand_curve(close, start, cost)
+        sleeve = res.portfolio.sleeves.query("asset == @a")
+        np.testing.assert_array_equal(sleeve["position"], pos)
+        np.testing.assert_allclose(sleeve["pnl"], pnl, rtol=0, atol=1e-15)
+        np.testing.assert_allclose(res.equity[a].dropna(), np.cumprod(1 + pnl), rtol=1e-13)
+        # per fold: the first bar pays only for a change from the previous fold's last position
+        for k, g in res.bars.query("asset == @a").groupby("fold"):
+            i = frames[a].index.get_loc(g["date"].iloc[0]) - start
+            np.testing.assert_allclose(g["pnl"], pnl[i:i + len(g)], rtol=0, atol=1e-15)
+            m = res.metrics.query("asset == @a and fold == @k").iloc[0]
+            prev = pos[i - 1] if i > 0 else 0.0
+            assert m["trades"] == int((np.diff(pos[i:i + len(g)], prepend=prev) != 0).sum())
+    # the portfolio: equal-weight sleeves (mean of growths), buy-and-hold pays one entry
+    growth = pd.DataFrame({a: np.cumprod(1 + res.portfolio.sleeves.query("asset == @a")["pnl"]
+                                         .to_numpy()) for a in frames})
+    np.testing.assert_allclose(res.portfolio.equity["strategy"], growth.mean(axis=1), rtol=1e-13)
+
+
+def test_carry_changes_the_old_flat_start_only_at_fold_boundaries():
+    frames = _frames()
+    res = wf.run(source=frames, model=SignOfFirst(), features=["ret_1"], cost_bps=10.0, **HAND)
+    b = res.bars
+    firsts = b.groupby(["fold", "asset"]).head(1)
+    flat_start = 10.0 / 1e4 * np.abs(firsts["position"].astype(float))   # the old rule
+    carried = firsts["pnl"] - firsts["position"] * firsts["ret"]
+    later = firsts["fold"] > 0
+    assert (np.abs(carried[later] + flat_start[later]) > 1e-12).any()     # boundaries differ
+    np.testing.assert_allclose(carried[~later], -flat_start[~later], atol=1e-15)
+
+
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+def test_holes_between_test_windows_are_flat_and_pay_the_exit(impl):
+    """step_size > test_length: bars no window covers are flat, the first pays the exit."""
+    frames = _frames()
+    res = wf.run(source=frames, model=SignOfFirst(), features=["ret_1"], impl=impl,
+                 cost_bps=10.0, **{**HAND, "test_length": 20})
+    s = res.portfolio.sleeves.query("asset == 'AAA'").set_index("date")
+    covered = s.index.isin(res.bars.query("asset == 'AAA'")["date"])
+    assert (~covered).sum() == 10 * (res.n_folds - 1)
+    assert (s["position"][~covered] == 0).all()
+    starts = np.flatnonzero(~covered & np.r_[False, covered[:-1]])
+    np.testing.assert_allclose(s["pnl"].iloc[starts],
+                               -10.0 / 1e4 * np.abs(s["position"].iloc[starts - 1]), atol=1e-15)
+    other = wf.run(source=frames, model=SignOfFirst(), features=["ret_1"], cost_bps=10.0,
+                   impl="reference" if impl == "fast" else "fast", **{**HAND, "test_length": 20})
+    pd.testing.assert_frame_equal(res.portfolio.sleeves, other.portfolio.sleeves,
+                                  check_exact=False, rtol=0, atol=1e-15)
+
+
+def _hand_sleeves():
+    """Two assets, four bars, cost 1%, numbers worked out by hand in the test below."""
+    dates = pd.bdate_range("2024-01-02", periods=5)          # bar 0: the decision bar
+    frames = {"A": pd.DataFrame({"close": [100.0, 110.0, 104.5, 106.59, 95.931]}, index=dates),
+              "B": pd.DataFrame({"close": [50.0, 51.0, 51.51, 49.4496, 51.92208]}, index=dates)}
+    sleeves = {
+        "A": pd.DataFrame({"position": [1.0, 1.0, 0.0, -1.0],
+                           "ret": [0.10, -0.05, 0.02, -0.10],
+                           "pnl": [0.09, -0.05, -0.01, 0.09]}, index=dates[1:]),
+        "B": pd.DataFrame({"position": [-1.0, -1.0, -1.0, 1.0],
+                           "ret": [0.02, 0.01, -0.04, 0.05],
+                           "pnl": [-0.03, -0.01, 0.04, 0.03]}, index=dates[1:])}
+    return frames, sleeves
+
+
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+def test_two_asset_portfolio_by_hand(impl):
+    frames, sleeves = _hand_sleeves()
+    p = P.build(sleeves, frames, cost=0.01, impl=impl)
+    # sleeves: A 1.09, 1.0355, 1.025145, 1.11740805; B 0.97, 0.9603, 0.998712, 1.02867336
+    np.testing.assert_allclose(p.equity["strategy"],
+                               [1.03, 0.9979, 1.0119285, 1.073040705], rtol=1e-14)
+    # buy and hold, 1% to enter: A 1.09, 1.0355, 1.05621, 0.950589; B 1.01, 1.0201, 0.979296,
+    # 1.0282608
+    np.testing.assert_allclose(p.equity["buy_and_hold"],
+                               [1.05, 1.0278, 1.017753, 0.9894249], rtol=1e-14)
+    m = p.metrics.loc["strategy"]
+    r = np.array([0.03, 0.9979 / 1.03 - 1, 1.0119285 / 0.9979 - 1, 1.073040705 / 1.0119285 - 1])
+    assert m["total_return"] == pytest.approx(0.073040705, rel=1e-13)
+    assert m["annual_return"] == pytest.approx(1.073040705 ** 63 - 1, rel=1e-12)
+    assert m["sharpe"] == pytest.approx(r.mean() / r.std(ddof=1) * np.sqrt(252), rel=1e-12)
+    assert m["sortino"] == pytest.approx(r.mean() / np.sqrt(r[1] ** 2 / 4) * np.sqrt(252),
+                                         rel=1e-12)
+    assert m["max_drawdown"] == pytest.approx(0.9979 / 1.03 - 1, rel=1e-13)
+    assert m["max_drawdown_bars"] == 2                 # bars 1 and 2 under the 1.03 peak
+    assert m["calmar"] == pytest.approx((1.073040705 ** 63 - 1) / (1 - 0.9979 / 1.03), rel=1e-12)
+    assert m["turnover"] == 3.0 and m["trades"] == 4 and m["exposure"] == 0.875
+    bh = p.metrics.loc["buy_and_hold"]
+    assert bh["turnover"] == 1.0 and bh["trades"] == 2 and bh["max_drawdown_bars"] == 3
+    t = p.trades
+    assert list(t.columns) == list(P.TRADE_COLUMNS)
+    assert t[["asset", "direction", "status", "bars"]].values.tolist() == [
+        ["A", "long", "closed", 2], ["B", "short", "closed", 3],
+        ["A", "short", "open", 1], ["B", "long", "open", 1]]
+    assert list(t["entry_date"]) == [frames["A"].index[i] for i in (0, 0, 3, 3)]
+    assert list(t["exit_date"]) == [frames["A"].index[i] for i in (2, 3, 4, 4)]
+    np.testing.assert_allclose(t["entry_price"], [100.0, 50.0, 106.59, 49.4496])
+    np.testing.assert_allclose(t["gross_return"], [0.045, 0.009008, 0.10, 0.05], rtol=1e-12)
+    # net of 1% in and (closed) 1% out
+    np.testing.assert_allclose(t["return"], [1.045 * 0.9801 - 1, 1.009008 * 0.9801 - 1,
+                                             1.10 * 0.99 - 1, 1.05 * 0.99 - 1], rtol=1e-12)
+    assert p.assets.loc["A", "turnover"] == 3.0 and p.assets.loc["B", "trades"] == 2
+
+
+def test_portfolio_fast_equals_reference_on_random_curves():
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        r = rng.standard_normal(rng.integers(2, 300)) * 0.02
+        a, b = P.curve_metrics_fast(r), P.curve_metrics_reference(pd.Series(r))
+        for k in P.CURVE_METRICS:
+            assert a[k] == pytest.approx(b[k], rel=1e-12, abs=1e-15, nan_ok=True), k
+    up = P.curve_metrics_fast(np.full(10, 0.01))
+    assert np.isnan(up["sortino"]) and np.isnan(up["calmar"]) and up["max_drawdown"] == 0.0
+    dates = pd.bdate_range("2020-01-01", periods=201)
+    frame = pd.DataFrame({"close": 100 * np.exp(np.cumsum(rng.standard_normal(201) * 0.01))},
+                         index=dates)
+    pos = rng.choice([-1.0, 0.0, 1.0], size=200, p=[0.3, 0.2, 0.5])
+    pos[50:60] = 1.0
+    ret = frame["close"].pct_change().to_numpy()[1:]
+    sleeve = pd.DataFrame({"position": pos, "ret": ret, "pnl": pos * ret}, index=dates[1:])
+    fa = P.trades_fast("X", sleeve, frame, 0.001)
+    fb = P.trades_reference("X", sleeve, frame, 0.001)
+    pd.testing.assert_frame_equal(fa, fb, check_exact=False, rtol=1e-13)
+    long_ = fa[fa["direction"] == "long"]
+    np.testing.assert_allclose(long_["gross_return"],
+                               long_["exit_price"] / long_["entry_price"] - 1, rtol=1e-10)
+
+
+@pytest.mark.parametrize("extra", [{}, {"test_length": 90}, {"test_length": 40},
+                                   {"anchored": True, "gap": 3, "long_only": True,
+                                    "threshold": 0.001, "cost_bps": 5.0}])
+def test_portfolio_reference_equals_fast(extra):
+    kw = {**TINY, **extra}
+    ref, fast_ = wf.run(impl="reference", **kw), wf.run(**kw)
+    np.testing.assert_array_equal(ref.bars["position"], fast_.bars["position"])
+    pd.testing.assert_frame_equal(ref.portfolio.sleeves, fast_.portfolio.sleeves,
+                                  check_exact=False, rtol=0, atol=1e-12)
+    pd.testing.assert_frame_equal(ref.portfolio.equity, fast_.portfolio.equity,
+                                  check_exact=False, rtol=1e-12)
+    pd.testing.assert_frame_equal(ref.portfolio.metrics, fast_.portfolio.metrics,
+                                  check_exact=False, rtol=1e-9)
+    pd.testing.assert_frame_equal(ref.portfolio.trades, fast_.portfolio.trades,
+                                  check_exact=False, rtol=1e-9)
+    pd.testing.assert_frame_equal(ref.oos, fast_.oos, check_exact=False, rtol=1e-9)
+    assert wf.agreement(ref, fast_)["max_portfolio_diff"] <= 1e-12

@@ -290,9 +290,9 @@ def check_test_rows(X_test: np.ndarray, names, fold: int, asset: str, dates) -> 
         i, j = (int(v[0]) for v in np.nonzero(bad))
         raise ValueError(
             f"feature {names[j]!r} is {X_test[i, j]} for {asset} in fold {fold}'s test window "
-            f"(the decision for the bar of {pd.Timestamp(int(dates[i])):%Y-%m-%d}): its look-back "
-            f"is longer than the {WARMUP_BARS} warm-up bars before start plus the training "
-            f"window; start later or shorten its look-back")
+            f"(the decision for the bar of {pd.Timestamp(int(dates[i])):%Y-%m-%d}): a test row "
+            f"needs every feature (a look-back longer than the {WARMUP_BARS} warm-up bars "
+            f"before start plus the training window leaves NaN there: start later)")
 
 
 def check_train_rows(n_train: int, fold: int, asset: str) -> None:

@@ -52,7 +52,8 @@ class WalkForwardResult:
         if self.pooled is not None:
             rows["pooled model"] = self.pooled.portfolio.metrics.loc["strategy"]
         rows["buy and hold"] = self.portfolio.metrics.loc["buy_and_hold"]
-        return pd.DataFrame(rows).T
+        table = pd.DataFrame(rows).T
+        return table.astype({c: self.portfolio.metrics[c].dtype for c in table.columns})
 
     @property
     def n_folds(self) -> int:

@@ -852,3 +852,17 @@ def test_portfolio_reference_equals_fast(extra):
                                   check_exact=False, rtol=1e-9)
     pd.testing.assert_frame_equal(ref.oos, fast_.oos, check_exact=False, rtol=1e-9)
     assert wf.agreement(ref, fast_)["max_portfolio_diff"] <= 1e-12
+
+
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+def test_portfolio_on_assets_with_different_calendars(impl):
+    """A sleeve keeps its last value on a date it has no bar, and 1 before its first."""
+    frames, sleeves = _hand_sleeves()
+    sleeves["B"] = sleeves["B"].iloc[[1, 3]]                  # B trades bars 2 and 4 only
+    p = P.build(sleeves, frames, cost=0.01, impl=impl)
+    b = np.array([1.0, 0.99, 0.99, 0.99 * 1.03])              # B's growth on the union dates
+    a = np.array([1.09, 1.0355, 1.025145, 1.11740805])
+    np.testing.assert_allclose(p.equity["strategy"], (a + b) / 2, rtol=1e-14)
+    other = P.build(sleeves, frames, cost=0.01,
+                    impl="fast" if impl == "reference" else "reference")
+    pd.testing.assert_frame_equal(p.equity, other.equity, check_exact=False, rtol=1e-14)

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from qbt_lib import straddles as st
-from qbt_lib.straddles import core, market, reference
+from qbt_lib.straddles import chunks, core, market, reference
 from qbt_lib.straddles.core import RTOL
 
 
@@ -363,7 +363,7 @@ def test_failed_stream_leaves_no_partial_dataset(small_market, tmp_path, monkeyp
     out = tmp_path / "ds"
     st.backtest(store, sched, output="parquet", path=out, chunk_size=10)
     before = sorted(p.name for p in (out / "rows").iterdir())
-    real = st.value_chunk
+    real = chunks.value_chunk
     calls = {"n": 0}
 
     def flaky(*a, **k):
@@ -372,7 +372,7 @@ def test_failed_stream_leaves_no_partial_dataset(small_market, tmp_path, monkeyp
             raise RuntimeError("disk full")
         return real(*a, **k)
 
-    monkeypatch.setattr(st, "value_chunk", flaky)
+    monkeypatch.setattr(chunks, "value_chunk", flaky)
     with pytest.raises(RuntimeError, match="disk full"):
         st.backtest(store, sched, output="parquet", path=out, chunk_size=10,
                     backend="sequential")

@@ -246,8 +246,8 @@ def compare_impls(store: data.PriceStore, schedule: Schedule,
     """The impls timed on the same straddles, from the price store to the rows delivered
     (the reference: its Python row lists, as the original; the fast paths: an Arrow table),
     in one run (:func:`qbt_lib.bench.compare_impls`: median of ``repeats`` after a warm-up,
-    min, max, speed-up over the first row, answers equal to the first row's within
-    ``core.RTOL``). The reference's price dict is built once, outside the timing (the
+    min, max, ``throughput`` in straddle-days/s, speed-up over the first row, answers equal
+    to the first row's within ``core.RTOL``), one row per impl (and worker count). The reference's price dict is built once, outside the timing (the
     original loaded it before its backtest too). ``n_jobs``: the fast paths at each worker
     count (rows labelled ``"numba, n_jobs=4"``; ``efficiency`` against the impl's
     ``n_jobs=1``). ``output="summary"`` values every row but keeps only the summary (for
@@ -280,7 +280,7 @@ def compare_impls(store: data.PriceStore, schedule: Schedule,
     df.insert(1, "n_jobs", [meta[k][1] for k in df.index])
     df["straddles"] = len(schedule)
     df["straddles_per_s"] = len(schedule) / df["seconds"]
-    df["straddle_days_per_s"] = schedule.straddle_days / df["seconds"]
-    one = df[df["n_jobs"] == 1].groupby("impl")["straddle_days_per_s"].first()
-    df["efficiency"] = df["straddle_days_per_s"] / (df["n_jobs"] * df["impl"].map(one))
+    if (df["n_jobs"] > 1).any():
+        one = df[df["n_jobs"] == 1].groupby("impl")["throughput"].first()
+        df["efficiency"] = df["throughput"] / (df["n_jobs"] * df["impl"].map(one))
     return df

@@ -123,7 +123,7 @@ class Backtest(Result):
         t, s = self.timing, self.scaling
         if s is not None and len(s):
             best = s.iloc[-1]
-            throughput = (f"{best.straddle_days_per_s / 1e6:.1f}M straddle-days/s "
+            throughput = (f"{best.throughput / 1e6:.1f}M straddle-days/s "
                           f"({best.straddles_per_s:,.0f} straddles/s), {best.impl}, "
                           f"{int(best.n_jobs)} cores")
             n = int(s["n_jobs"].max())
@@ -141,7 +141,7 @@ class Backtest(Result):
                            f"({int(one['straddles'].iloc[0]):,} straddles, one core)")
             cupy = t[t["impl"] == "cupy"]
             if len(cupy):
-                gpu = (f"{float(cupy['straddle_days_per_s'].iloc[0]) / 1e6:.0f}M "
+                gpu = (f"{float(cupy['throughput'].iloc[0]) / 1e6:.0f}M "
                        "straddle-days/s (rows to host)")
         if gpu.startswith("n/a") and gpu_available():
             gpu = "not measured"

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import tqdm.auto  # noqa: F401  (the parallel layer's progress bar: a slow first import)
 
 from .. import bench as qbench
 from .. import data
@@ -212,16 +211,17 @@ _WARM = {"numba": _warm_numba, "cupy": gpu_kernels}
 def warm_up(impl: str = "auto", device: str = "auto") -> None:
     """Load (or compile, the first time on a machine) the kernels ``impl`` resolves to on a
     toy straddle, so that a timed run that follows measures the valuation, not the JIT."""
+    import tqdm.auto  # noqa: F401  (the parallel layer's progress bar: a slow first import)
     p = check_backtest(dict(impl=impl, device=device))
     impl, _, _ = resolve(p["impl"], p["device"])
     _WARM.get(impl, lambda: None)()
 
 
 # --------------------------------------------------------------------------- timings
-def _answers(res: Any, assets: list[str]) -> tuple[pa.Table | None, pa.Table]:
+def _answers(res: Any, assets: list[str]) -> tuple[pa.Table | None, Any]:
     """(rows, summary) of a timed call: a Backtest, or the reference's own lists."""
     if isinstance(res, Backtest):
-        return res.rows, pa.Table.from_pandas(res.summary, preserve_index=False)
+        return res.rows, res.summary
     return reference_tables(res, assets)
 
 
@@ -247,11 +247,13 @@ def compare_impls(store: data.PriceStore, schedule: Schedule,
     (the reference: its Python row lists, as the original; the fast paths: an Arrow table),
     in one run (:func:`qbt_lib.bench.compare_impls`: median of ``repeats`` after a warm-up,
     min, max, ``throughput`` in straddle-days/s, speed-up over the first row, answers equal
-    to the first row's within ``core.RTOL``), one row per impl (and worker count). The reference's price dict is built once, outside the timing (the
-    original loaded it before its backtest too). ``n_jobs``: the fast paths at each worker
-    count (rows labelled ``"numba, n_jobs=4"``; ``efficiency`` against the impl's
-    ``n_jobs=1``). ``output="summary"`` values every row but keeps only the summary (for
-    schedules too large to hold as a table)."""
+    to the first row's within ``core.RTOL``), one row per impl (and worker count).
+
+    The reference's price dict is built once, outside the timing (the original loaded it
+    before its backtest too). ``n_jobs``: the fast paths at each worker count (rows labelled
+    ``"numba, n_jobs=4"``; ``efficiency`` against the impl's ``n_jobs=1``).
+    ``output="summary"`` values every row but keeps only the summary (for schedules too
+    large to hold as a table)."""
     p = check_backtest(dict(rate=rate, side=side, hedge=hedge, backend=backend,
                             output=output, device=device))
     repeats = Interval(int, 1, None)("repeats", repeats)

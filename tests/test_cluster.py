@@ -248,7 +248,7 @@ def test_straddles_survive_a_killed_worker(dask_cluster, dask_address, tmp_path)
     kw = dict(impl="numba", chunk_size=96, output="parquet", progress=False)
     clean = st.backtest(store, sched, backend="sequential", path=tmp_path / "clean", **kw)
     out = tmp_path / "dask"
-    with _Slowed(dask_address, "qbt_lib.straddles", "asset_days"):
+    with _Slowed(dask_address, "qbt_lib.straddles.chunks", "asset_days"):
         t, box = _in_thread(lambda: st.backtest(store, sched, backend="dask", n_jobs=2,
                                                 scheduler=dask_address, path=out / "bt", **kw))
         killed = _kill_when(dask_cluster, lambda: sum(

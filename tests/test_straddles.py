@@ -513,7 +513,7 @@ def test_parameters_are_declared_and_checked_in_one_place(small_market):
     assert p["end_year"] is None and p["source"] == "synthetic"   # the defaults filled in
     with pytest.raises(ValueError, match=r"unknown parameter for straddles: 'tenr'; known:"):
         st.run(tenr=21)
-    with pytest.raises(ValueError, match="chunk_size must be an integer, got 2.5"):
+    with pytest.raises(ValueError, match="chunk_size must be None, or an integer, got 2.5"):
         params.check_run({"chunk_size": 2.5})
     with pytest.raises(ValueError, match=r"device must be one of \['auto', 'cpu', 'gpu'\]"):
         params.check_run({"device": "tpu"})

@@ -27,7 +27,7 @@ from .chunks import KERNELS, stream_parquet, value_in_memory
 from .core import RTOL, ROW_COLUMNS, SIDES, rows_table, summary_table
 from .gpu import kernels as gpu_kernels
 from .market import check_store, data_years, load_market
-from .params import (AUTO_GPU, DEFAULT_CHUNK, WHY_CPU, WORKLOAD, check_backtest,
+from .params import (AUTO_GPU, DEFAULT_CHUNK, GPU_CHUNK, WHY_CPU, WORKLOAD, check_backtest,
                      check_run)
 from .results import Backtest
 from .schedule import Schedule, build_schedule
@@ -92,7 +92,7 @@ def resolve(impl: str = "auto", device: str = "auto") -> tuple[str, str, Any]:
 def backtest(store: data.PriceStore, schedule: Schedule, *, rate: float = 0.0,
              side: str = "long", hedge: bool = True, impl: str = "auto",
              device: str = "auto", n_jobs: int = 1, backend: str = "threads",
-             scheduler: str | None = "local", chunk_size: int = DEFAULT_CHUNK,
+             scheduler: str | None = "local", chunk_size: int | None = None,
              output: str = "table", path: str | os.PathLike | None = None,
              progress: bool | None = None) -> Backtest:
     """Value every straddle of ``schedule`` on every day of its life.
@@ -111,6 +111,8 @@ def backtest(store: data.PriceStore, schedule: Schedule, *, rate: float = 0.0,
     if not isinstance(schedule, Schedule):
         raise ValueError(f"schedule must be a Schedule, got {type(schedule).__name__}")
     impl, dev, _ = resolve(p["impl"], p["device"])   # device='gpu' without a GPU raises here
+    if p["chunk_size"] is None:
+        p["chunk_size"] = GPU_CHUNK if dev == "gpu" else DEFAULT_CHUNK
     params = {"assets": schedule.assets, "start_year": schedule.start_year,
               "end_year": schedule.end_year, "per_month": schedule.per_month,
               "tenor": schedule.tenor, "rate": p["rate"], "side": p["side"],

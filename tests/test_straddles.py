@@ -523,7 +523,7 @@ def test_parameters_are_declared_and_checked_in_one_place(small_market):
         params.check_run({"start_year": 3000})
     store, assets = small_market
     sched = st.build_schedule(store, assets[:1], 2001, 2001, per_month=1, tenor=5)
-    with pytest.raises(ValueError, match="chunk_size must be >= 1"):
+    with pytest.raises(ValueError, match="chunk_size must be None, or >= 1"):
         st.backtest(store, sched, chunk_size=0)
     with pytest.raises(ValueError, match="rate must be <= 1.0"):
         st.value_path(np.full(3, 100.0), np.full(3, 0.2), rate=2)

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from qbt_lib import data, synth
+from qbt_lib.synth import dataset as dsm
 from qbt_lib.synth import space as spm
 
 L, H = 16, 2
@@ -186,7 +187,7 @@ def test_impls_write_identical_files(space, cfg, tmp_path):
 
 
 def test_failed_run_leaves_no_dataset(space, cfg, tmp_path, monkeypatch):
-    real = synth._write_part_task
+    real = dsm._write_part_task
     calls = []
 
     def failing(task, space=None):
@@ -196,15 +197,15 @@ def test_failed_run_leaves_no_dataset(space, cfg, tmp_path, monkeypatch):
         return real(task, space)
 
     out = tmp_path / "out"
-    monkeypatch.setattr(synth, "_write_part_task", failing)
+    monkeypatch.setattr(dsm, "_write_part_task", failing)
     with pytest.raises(RuntimeError, match="simulated"):
         _write(out / "dataset", space, cfg, chunk_size=1000)
     assert calls == [0, 1, 2]          # it failed midway, with parts already written
     assert list(out.iterdir()) == []   # ... and nothing is left: no dataset, no temp dir
-    monkeypatch.setattr(synth, "_write_part_task", real)
+    monkeypatch.setattr(dsm, "_write_part_task", real)
     _write(out / "dataset", space, cfg)
     before = _file_hashes(out / "dataset")
-    monkeypatch.setattr(synth, "_write_part_task", failing)
+    monkeypatch.setattr(dsm, "_write_part_task", failing)
     with pytest.raises(RuntimeError):
         _write(out / "dataset", space, cfg, chunk_size=1000, materialize=True)
     assert _file_hashes(out / "dataset") == before  # the previous dataset is kept intact
@@ -300,11 +301,14 @@ def test_run_summary_and_metrics(tmp_path):
     # like with like: each row against the reference building the same layout
     assert ba["against"].iloc[-1] == ba.index[1] and "normalized" in ba.index[1]
     assert ba["speedup"].iloc[1] == 1.0 and ba["against"].iloc[2] == ba.index[0]
-    assert "normalized on both sides" in synth.headline(res, ba)["speedup_vs_reference"]
-    assert set(synth.headline(res, ba)) >= {"throughput", "speedup_vs_reference",
-                                            "parallel_efficiency", "gpu", "wall_seconds"}
+    assert res.before_after is ba                       # kept on the result ...
+    head = res.headline()                               # ... for its headline
+    assert "normalized on both sides" in head["speedup_vs_reference"]
+    assert set(head) >= {"throughput", "speedup_vs_reference", "parallel_efficiency", "gpu",
+                         "wall_seconds"}
     m = res.metrics()
     assert m["samples_per_s"] > 0 and m["impl"] == "numba"
+    assert m["headline"] == head and len(m["before_after"]) == len(ba)
 
 
 def test_default_chunk_size_is_larger_on_dask():

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from . import xp as xpk
-from .space import FIELDS, SampleSpace
+from .batch import Batch, list_values as _list_values
+from .space import FIELDS, Draws, SampleSpace
 
 STAGING_BYTES = 32 << 20
 _tls = threading.local()
@@ -177,7 +178,6 @@ def materialize_device(space: SampleSpace, cfg: Any, start: int, stop: int
     """Samples ``[start, stop)`` materialized in device memory: the draws are made on the
     CPU (the same blocks as every implementation) and uploaded through pinned buffers; the
     columns are gathered and the windows scaled on the GPU. Returns CuPy arrays."""
-    from .space import Draws
     cp = _cp()
     ds = device_space(space)
     draws = Draws(cfg, space.n_keys).take(start, stop)
@@ -208,7 +208,6 @@ class DeviceLoader:
             self.key_offsets = to_device(dataset.key_offsets, stream=self.stream)
 
     def batch(self, rb: Any, cols: dict) -> Any:
-        from .store import Batch, _list_values
         cp = _cp()
         ds = self.ds
         m = rb.num_rows

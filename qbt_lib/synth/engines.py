@@ -11,7 +11,7 @@ first m rows are returned), so a streaming writer reuses memory instead of fault
 pages for every batch; the reference and CuPy engines allocate their own.
 
 ``impl="auto"`` and the device are resolved by :func:`qbt_lib.device.dispatch` over this
-table (:func:`resolve_impl`, with synth's GPU policy :data:`.params.AUTO_GPU`); the engines
+table (:func:`resolve_impl`, with synth's GPU policy ``params.AUTO_GPU``); the engines
 take a resolved name, which is what travels to the workers.
 
 :data:`WHOLE_RANGE` holds the engines that build a whole range of samples at once in this
@@ -27,9 +27,9 @@ import numpy as np
 
 from ..device import dispatch
 from . import gpu, reference
+from . import params as synth_params
 from . import xp as xpk
 from .nb import gather_scale_nb, gather_scale_par_nb
-from .params import AUTO_GPU, WHY_CPU
 from .space import Draws, DrawConfig, SampleSpace
 
 Built = tuple[dict, Any]
@@ -107,8 +107,8 @@ def resolve_impl(impl: str = "auto", device: str = "auto") -> tuple[str, str]:
     """The implementation and device that will run (:func:`qbt_lib.device.dispatch` over
     :data:`ENGINES`): ``auto`` picks CuPy on a usable GPU, else Numba; ``impl="cupy"`` with
     ``device="auto"`` and no GPU runs the same array code on NumPy, with one logged note."""
-    impl, device, _ = dispatch("synth", ENGINES, impl, device, auto_gpu=AUTO_GPU,
-                               why_cpu=WHY_CPU)
+    impl, device, _ = dispatch("synth", ENGINES, impl, device,
+                               auto_gpu=synth_params.AUTO_GPU, why_cpu=synth_params.WHY_CPU)
     return impl, device
 
 

@@ -221,6 +221,11 @@ def straddles(b: Bench, counts: list[int]) -> None:
                     impl="numba", size=rows, unit="straddle-days", n_jobs=cores,
                     backend="threads", repeats=3, nbytes=rows * core.ROW_BYTES)
     cpu_rows = cpu.pop("_result").rows
+    cs = b.measure(f"numba, summary only, {len(big):,} straddles, {cores} threads",
+                   lambda: backtest(store, big, impl="numba", n_jobs=cores, backend="threads",
+                                    output="summary", progress=False),
+                   impl="numba", size=rows, unit="straddle-days", n_jobs=cores,
+                   backend="threads", repeats=3)
     b.note("gpu", "not measured: " + gpu_status()[1])
     if not gpu_available():
         return
@@ -251,6 +256,21 @@ def straddles(b: Bench, counts: list[int]) -> None:
     b.ratio(f"rows kept as a host table: GPU vs {cores} CPU threads", g, cpu,
             same=f"{len(big):,} straddles valued with greeks and hedge, every row kept as an "
                  "Arrow table in host memory")
+    gs = b.measure(f"cupy, summary only, {len(big):,} straddles",
+                   lambda: backtest(store, big, impl="cupy", device="gpu", output="summary",
+                                    progress=False),
+                   impl="cupy", size=rows, unit="straddle-days", device="gpu", repeats=3)
+    sa, sb = cs.pop("_result").summary(), gs.pop("_result").summary()
+    try:
+        core.compare_rows(sb, sa, rtol=1e-12)
+        ok = True
+    except AssertionError as e:
+        ok = False
+        b.note("summary_diff", str(e)[:500])
+    b.same_answers(f"GPU summary vs {cores}-thread CPU summary", ok)
+    b.ratio(f"summary only: GPU vs {cores} CPU threads", gs, cs,
+            same=f"{len(big):,} straddles valued with greeks and hedge, per-straddle summary "
+                 "kept in host memory")
     b.headline.update({
         "gpu": f"{dk['throughput'] / 1e9:.2f}G straddle-days/s kept in device memory (target "
                f"1G) on {gpu_status()[1]}; end to end into a host table "

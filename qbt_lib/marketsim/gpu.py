@@ -27,9 +27,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..device import to_host
 from .enums import (BAND_QUANTILES, MAXDIFF_HALF_WIDTH, MAXDIFF_POINTS, MAXDIFF_SHRINK,
                     SHARPE_MIN_STD, STRATEGIES, TRIM)
-from .models import ARBootstrap, bootstrap_indices, stream_keys
+from .models import ARBootstrap, bootstrap_indices, stream_keys, symbol_key
 
 (SIMPLE, ALL_SIGNALS, BUY_HOLD, UNPROFIT_SHUTDOWN, ENTRY_TAKEPROFIT, HIGHLOW,
  MAXDIFF) = range(len(STRATEGIES))
@@ -295,7 +296,6 @@ def analyze_chunk(xp: Any, prices, symbol_keys, fee, ann, long_only, *, simulati
 def analyze_batch(tasks: Sequence[dict], chunk: int = 64, xp: Any = None) -> dict:
     """All symbols (the per-symbol task dicts of ``marketsim``) in chunks of ``chunk``
     symbols; returns host NumPy arrays in the CPU engines' layout."""
-    from ..device import to_host
     xp = _cupy() if xp is None else xp
     t0 = tasks[0]
     if type(t0["forecaster"]) is not ARBootstrap:
@@ -319,7 +319,6 @@ def analyze_batch(tasks: Sequence[dict], chunk: int = 64, xp: Any = None) -> dic
 def warmup() -> float:
     """Run the GPU pass once on a tiny batch so CuPy compiles (or loads from its kernel
     cache) every kernel before the timed loop. Returns the seconds it took."""
-    from . import symbol_key
     t = time.perf_counter()
     rng = np.random.default_rng(0)
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (2, 21)), axis=1))

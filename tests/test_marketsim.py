@@ -493,6 +493,9 @@ def test_compare_impls_times_every_engine_on_the_same_work(frames, numba_result,
     ref = t.loc["reference"]
     assert table.loc["reference (Python/pandas)", "analysis s"] == pytest.approx(
         3 * SMALL["simulations"] / ref["throughput"])
+    # the old name: the universe block as {configuration: seconds}
+    old = ms.compare_engines(frames, n_jobs=2, backends=("sequential",), repeats=1, **SMALL)
+    assert list(old) == ["numba sequential"] + (["cupy (GPU)"] if "cupy (GPU)" in old else [])
     out = ms.write_results(numba_result, tmp_path, timing=t)
     doc = json.loads(out["metrics"].read_text())
     assert doc["headline"] == figures and len(doc["compare_impls"]) == 4

@@ -73,7 +73,7 @@ class Result:
         out = output_dir if output_dir is not None else self.params.get("output_dir")
         if out is None:
             raise ValueError("output_dir: this run has none; pass write_metrics(output_dir=...)")
-        return write_metrics(out, self.workload, self.params, **self.metrics(), **extra)
+        return write_metrics(out, self.workload, self.params, **{**self.metrics(), **extra})
 
     def _repr_html_(self) -> str:   # a Result shown in a notebook: its headline
         h = self.headline()

@@ -284,7 +284,7 @@ def straddles(b: Bench, counts: list[int]) -> None:
 def waves(b: Bench, counts: list[int]) -> None:
     import pandas as pd
 
-    from ..waves import _as_store, load_source, scan
+    from ..waves import as_store as _as_store, load_source, scan
     tiny = b.tiny
     bars = 2000
     n_sym = 4 if tiny else 500
@@ -352,34 +352,33 @@ def marketsim(b: Bench, counts: list[int]) -> None:
     n_sym = 4 if tiny else 500
     n_curve = 4 if tiny else 128
     cores = counts[-1]
-    ms.warmup()
+    ms.warm_up()
     cframes = ms.synthetic_universe(n_curve)
 
     def run(k):
-        return lambda: ms.analyze(cframes, impl="fast", backend="threads", n_jobs=k,
-                                  device="cpu", warmup=False, progress=False,
-                                  simulations=sims)
+        return lambda: ms.run(cframes, impl="numba", backend="threads", n_jobs=k,
+                              device="cpu", warm_up=False, progress=False, simulations=sims)
     _curve(b, f"{n_curve} symbols x {sims} sims", run, size=n_curve * sims,
            unit="symbol-sims", backend="threads", counts=counts)
     frames = ms.synthetic_universe(n_sym)
-    cpu = b.measure(f"{n_sym} symbols x {sims} sims, {cores} threads", lambda: ms.analyze(
-        frames, impl="fast", backend="threads", n_jobs=cores, device="cpu", warmup=False,
-        progress=False, simulations=sims), impl="fast", size=n_sym * sims,
+    cpu = b.measure(f"{n_sym} symbols x {sims} sims, {cores} threads", lambda: ms.run(
+        frames, impl="numba", backend="threads", n_jobs=cores, device="cpu", warm_up=False,
+        progress=False, simulations=sims), impl="numba", size=n_sym * sims,
         unit="symbol-sims", n_jobs=cores, backend="threads", repeats=3)
     b.note("gpu", "not measured: " + gpu_status()[1])
     if not gpu_available():
         return
     from ..marketsim import gpu
     b.note("gpu_warmup_s", gpu.warmup())
-    g = b.measure(f"{n_sym} symbols x {sims} sims, GPU", lambda: ms.analyze(
-        frames, impl="fast", device="gpu", warmup=False, progress=False, simulations=sims),
+    g = b.measure(f"{n_sym} symbols x {sims} sims, GPU", lambda: ms.run(
+        frames, impl="cupy", device="gpu", warm_up=False, progress=False, simulations=sims),
         impl="cupy", size=n_sym * sims, unit="symbol-sims", device="gpu", repeats=3,
         max_seconds=30)
     b.note("gpu_stages_s", stage_times(gpu, ["percent_changes", "ar_fit",
                                              "bootstrap_forecasts", "evaluate_windows"],
-                                       lambda: ms.analyze(frames, impl="fast", device="gpu",
-                                                          warmup=False, progress=False,
-                                                          simulations=sims)))
+                                       lambda: ms.run(frames, impl="cupy", device="gpu",
+                                                      warm_up=False, progress=False,
+                                                      simulations=sims)))
     a, d = cpu.pop("_result"), g.pop("_result")
     worst, ok = 0.0, list(a.picks["strategy"]) == list(d.picks["strategy"])
     for k, x in a.arrays.items():

@@ -404,7 +404,7 @@ def marketsim(b: Bench, counts: list[int]) -> None:
 def walkforward(b: Bench, counts: list[int]) -> None:
     from .. import walkforward as wf
     n = 4 if b.tiny else 10     # the synthetic source's 10 assets
-    kw = dict(model="random_forest", n_estimators=5 if b.tiny else 50, progress=False)
+    kw = dict(model="random_forest", n_estimators=5 if b.tiny else 30, progress=False)
 
     def run(k):   # processes: scikit-learn's forest fits hold the GIL (threads: flat)
         return lambda: wf.run(symbols=n, n_jobs=k, backend="loky", **kw)

@@ -40,9 +40,9 @@ from .carry import carry_fast
 from .config import (FEATURES, WalkForwardConfig, check_history, check_test_rows,
                      check_train_rows, fold_rows, fold_seed, fold_windows, n_folds_of)
 from .estimators import task_seed
-from .features import feature_matrix_nb
 from .featureset import call
 from .models import fit_predict, limit_threads_in_worker
+from .nb import feature_matrix_nb
 
 FEATURE_VERSION = "wf-features-2"   # bump when a feature definition changes
 STORE_FIELDS = (*OHLCV, *FEATURES, "target", "bar")   # bar: 1 where the asset has a bar

@@ -21,8 +21,9 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .features import FEATURES, feature_matrix_nb
+from .features import FEATURES
 from .featureset import Feature, call
+from .nb import feature_matrix_nb
 from .reference import features_pandas
 
 CUTS = 8           # cut points checked per run

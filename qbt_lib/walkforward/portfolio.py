@@ -28,7 +28,7 @@ long) and ``return`` nets the cost ``c = cost_bps / 1e4`` of its entry and, when
 its exit: ``(1 + gross) (1 - c)^(1 + closed) - 1``.
 
 Each computation has a pandas reference (``*_reference``, what ``impl="reference"`` uses)
-and a fast one over NumPy/Numba (``*_fast``, :mod:`.portfolio_nb`), tested against each other.
+and a fast one over NumPy/Numba (``*_fast``, the kernels in :mod:`.nb`), tested against each other.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from .portfolio_nb import N_CURVE, curve_stats_nb, run_growth_nb, runs_nb
+from .nb import N_CURVE, curve_stats_nb, run_growth_nb, runs_nb
 
 BARS_PER_YEAR = 252
 CURVE_METRICS = ("total_return", "annual_return", "annual_vol", "sharpe", "sortino", "calmar",
@@ -78,7 +78,7 @@ def curve_metrics_fast(r: np.ndarray) -> dict:
 
 # --------------------------------------------------------------------------- trades
 def _trade_rows(asset, pos, close_before, close, dates_before, dates, starts, ends, growth,
-                cost) -> pd.DataFrame:
+                cost) -> dict[str, np.ndarray]:
     """The trade list of one asset from its runs (``starts``/``ends``: inclusive bar indices
     into the sleeve; ``growth``: gross growth of each run)."""
     s = np.asarray(starts, dtype=np.int64)
@@ -87,14 +87,16 @@ def _trade_rows(asset, pos, close_before, close, dates_before, dates, starts, en
     p = np.asarray(pos, dtype=np.float64)[s]
     closed = e < len(pos) - 1
     c = cost * np.abs(p)
-    return pd.DataFrame({
-        "asset": np.full(len(s), asset, dtype=object),
-        "direction": np.where(p > 0, "long", "short").astype(object),
-        "entry_date": dates_before[s], "exit_date": dates[e], "bars": e - s + 1,
-        "entry_price": close_before[s], "exit_price": close[e], "gross_return": g - 1,
-        "return": g * (1 - c) ** (1 + closed) - 1,
-        "status": np.where(closed, "closed", "open").astype(object)},
-        columns=list(TRADE_COLUMNS))
+    return {"asset": np.full(len(s), asset, dtype=object),
+            "direction": np.where(p > 0, "long", "short").astype(object),
+            "entry_date": np.asarray(dates_before[s]), "exit_date": np.asarray(dates[e]),
+            "bars": e - s + 1, "entry_price": close_before[s], "exit_price": close[e],
+            "gross_return": g - 1, "return": g * (1 - c) ** (1 + closed) - 1,
+            "status": np.where(closed, "closed", "open").astype(object)}
+
+
+def _frame(columns: dict[str, np.ndarray]) -> pd.DataFrame:
+    return pd.DataFrame(columns, columns=list(TRADE_COLUMNS))
 
 
 def _before(frame: pd.DataFrame, sleeve: pd.DataFrame) -> tuple[pd.Index, np.ndarray]:
@@ -104,8 +106,9 @@ def _before(frame: pd.DataFrame, sleeve: pd.DataFrame) -> tuple[pd.Index, np.nda
 
 
 def trades_reference(asset: str, sleeve: pd.DataFrame, frame: pd.DataFrame,
-                     cost: float) -> pd.DataFrame:
-    """An asset's trades with pandas: runs found by grouping equal consecutive positions."""
+                     cost: float, as_frame: bool = True):
+    """An asset's trades with pandas: runs found by grouping equal consecutive positions
+    (``as_frame=False``: the columns as arrays)."""
     pos = sleeve["position"]
     run_id = (pos != pos.shift()).cumsum()
     dates_before, close_before = _before(frame, sleeve)
@@ -118,13 +121,15 @@ def trades_reference(asset: str, sleeve: pd.DataFrame, frame: pd.DataFrame,
         starts.append(int(i[0]))
         ends.append(int(i[-1]))
         growth.append(float((1 + pos.iloc[i] * sleeve["ret"].iloc[i]).prod()))
-    return _trade_rows(asset, pos.to_numpy(), close_before, close, dates_before, sleeve.index,
+    cols = _trade_rows(asset, pos.to_numpy(), close_before, close, dates_before, sleeve.index,
                        starts, ends, growth, cost)
+    return _frame(cols) if as_frame else cols
 
 
 def trades_fast(asset: str, sleeve: pd.DataFrame, frame: pd.DataFrame,
-                cost: float) -> pd.DataFrame:
-    """An asset's trades from the Numba run finder."""
+                cost: float, as_frame: bool = True):
+    """An asset's trades from the Numba run finder (``as_frame=False``: the columns as
+    arrays)."""
     pos = np.ascontiguousarray(sleeve["position"].to_numpy(np.float64))
     ret = np.ascontiguousarray(sleeve["ret"].to_numpy(np.float64))
     starts = np.empty(len(pos), np.int64)
@@ -133,8 +138,9 @@ def trades_fast(asset: str, sleeve: pd.DataFrame, frame: pd.DataFrame,
     growth = run_growth_nb(pos, ret, starts, ends, n, np.empty(n))
     dates_before, close_before = _before(frame, sleeve)
     close = frame["close"].to_numpy(np.float64)[frame.index.get_indexer(sleeve.index)]
-    return _trade_rows(asset, pos, close_before, close, dates_before, sleeve.index,
+    cols = _trade_rows(asset, pos, close_before, close, dates_before, sleeve.index,
                        starts[:n], ends[:n], growth, cost)
+    return _frame(cols) if as_frame else cols
 
 
 # --------------------------------------------------------------------------- sleeves
@@ -160,7 +166,7 @@ def _growth_fast(pnl: dict[str, pd.Series]) -> pd.DataFrame:
     return pd.DataFrame(G, index=dates, columns=list(pnl))
 
 
-def _portfolio_returns(growth: pd.Series) -> pd.Series:
+def _portfolio_returns(growth: pd.DataFrame) -> pd.DataFrame:
     return growth / growth.shift(1, fill_value=1.0) - 1
 
 
@@ -219,22 +225,21 @@ def build(stitched: dict[str, pd.DataFrame], frames: dict[str, pd.DataFrame], co
     growth_of = _growth_reference if ref else _growth_fast
     pnl = {a: s["pnl"] for a, s in stitched.items()}
     bench = {a: _benchmark_pnl(s, cost) for a, s in stitched.items()}
-    rows, trades, sleeves = {}, [], []
+    rows, trades = {}, []
     for a, s in stitched.items():
         pos = s["position"].to_numpy(np.float64)
-        t = trades_of(a, s, frames[a], cost)
+        t = trades_of(a, s, frames[a], cost, as_frame=False)
         trades.append(t)
         rows[a] = {**metrics_of(s["pnl"].to_numpy(np.float64) if not ref else s["pnl"]),
                    "turnover": float(np.abs(np.diff(pos, prepend=0.0)).sum()),
-                   "trades": float(len(t)), "exposure": float(np.mean(pos != 0)),
+                   "trades": float(len(t["bars"])), "exposure": float(np.mean(pos != 0)),
                    "bars": float(len(s))}
-        sleeves.append(s.assign(asset=a, equity=(1 + s["pnl"]).cumprod())
-                       .rename_axis("date").reset_index())
-    assets = pd.DataFrame(rows).T.reindex(columns=list(METRICS))
+    ints = {c: np.int64 for c in ("max_drawdown_bars", "trades", "bars")}
+    assets = pd.DataFrame.from_dict(rows, orient="index", columns=list(METRICS)).astype(ints)
     g_strategy = growth_of(pnl).mean(axis=1)
     g_bench = growth_of(bench).mean(axis=1)
     equity = pd.DataFrame({"strategy": g_strategy, "buy_and_hold": g_bench})
-    returns = equity.apply(_portfolio_returns)
+    returns = _portfolio_returns(equity)
     n = len(stitched)
     table = {}
     for name, extra in (("strategy", {"turnover": float(assets["turnover"].mean()),
@@ -245,16 +250,19 @@ def build(stitched: dict[str, pd.DataFrame], frames: dict[str, pd.DataFrame], co
         r = returns[name]
         table[name] = {**metrics_of(r if ref else r.to_numpy(np.float64)), **extra,
                        "bars": float(len(r))}
-    trade_frame = pd.concat(trades, ignore_index=True)
-    if len(trade_frame):
-        order = {a: i for i, a in enumerate(stitched)}
-        trade_frame = (trade_frame.assign(_o=trade_frame["asset"].map(order))
-                       .sort_values(["entry_date", "_o"], kind="stable")
-                       .drop(columns="_o").reset_index(drop=True))
-    for c in ("max_drawdown_bars", "trades", "bars"):
-        assets[c] = assets[c].astype(np.int64)
-    metrics = pd.DataFrame(table).T.reindex(columns=list(METRICS))
-    for c in ("max_drawdown_bars", "trades", "bars"):
-        metrics[c] = metrics[c].astype(np.int64)
+    metrics = pd.DataFrame.from_dict(table, orient="index", columns=list(METRICS)).astype(ints)
+    # the trade list of every asset, by entry date (assets in the run's order on a tie)
+    cols = {c: np.concatenate([t[c] for t in trades]) for c in TRADE_COLUMNS}
+    rank = np.concatenate([np.full(len(t["bars"]), i) for i, t in enumerate(trades)])
+    order = np.lexsort((rank, cols["entry_date"].astype("datetime64[ns]").astype(np.int64)))
+    trade_frame = _frame({c: v[order] for c, v in cols.items()})
+    sleeves = pd.DataFrame({
+        "date": np.concatenate([s.index.to_numpy() for s in stitched.values()]),
+        **{c: np.concatenate([s[c].to_numpy(np.float64) for s in stitched.values()])
+           for c in ("position", "ret", "pnl")},
+        "asset": np.concatenate([np.full(len(s), a, dtype=object)
+                                 for a, s in stitched.items()]),
+        "equity": np.concatenate([np.cumprod(1 + s["pnl"].to_numpy(np.float64))
+                                  for s in stitched.values()])})
     return Portfolio(equity=equity, returns=returns, metrics=metrics, assets=assets,
-                     trades=trade_frame, sleeves=pd.concat(sleeves, ignore_index=True))
+                     trades=trade_frame, sleeves=sleeves)

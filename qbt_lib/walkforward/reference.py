@@ -17,8 +17,8 @@ from . import estimators
 from .carry import stitch_reference
 from .config import (FEATURES, WalkForwardConfig, check_history, check_test_rows,
                      check_train_rows, fold_rows, fold_seed, fold_windows, n_folds_of)
-from .features import TA_EPSILON
 from .featureset import call
+from .nb import TA_EPSILON
 from .models import importance_of, make_estimator
 
 BARS_PER_YEAR = 252

@@ -14,6 +14,8 @@ NOTEBOOKS = PROJ_ROOT / "notebooks"
 PARAMS = PROJ_ROOT / "params"
 OUTPUTS = PROJ_ROOT / "outputs"
 BENCH_DIR = OUTPUTS / "bench"
+#: committed GPU runs, one folder per device tag: benchmarks/gpu/<tag>/<workload>-<tag>.json
+GPU_RESULTS = PROJ_ROOT / "benchmarks" / "gpu"
 REPORT_DIR = OUTPUTS / "report"
 GOLDEN_DIR = PROJ_ROOT / "tests" / "golden"
 

@@ -43,7 +43,7 @@ from .config import BACKENDS, DEVICES, SIZES, ProfilingConfig
 from .plots import (each, plot_bandwidth, plot_gpu, plot_memory, plot_parallel, plot_speedups,
                     plot_time_vs_size, show)
 from .seeds import SEED_FIGURES, seed_comparison, seed_figures, seed_table
-from .summary import headline, headline_ratio, summarize
+from .summary import gpu_figure, headline, headline_ratio, summarize
 from .sweep import (ProfilingBench, WorkloadResult, bench_module_exists, gpu_docs, load_all,
                     profile_call, run_all, run_benchmark, status_lines)
 from .tables import (bandwidth_table, cases_frame, filter_cases, gpu_table, machine_table,
@@ -58,7 +58,7 @@ __all__ = [
     "seed_figures", "seed_table", "gpu_table", "machine_table", "summarize",
     "plot_time_vs_size", "plot_speedups", "plot_parallel", "plot_bandwidth", "plot_gpu",
     "plot_memory", "check_traceable", "check_real_runs", "speedup_floor_failures",
-    "headline_ratio", "status_lines", "rounded", "pick_primary", "has_gpu", "profile_call",
-    "each", "show", "headline", "human", "times", "span", "rel", "filter_cases",
+    "gpu_figure", "headline_ratio", "status_lines", "rounded", "pick_primary", "has_gpu",
+    "profile_call", "each", "show", "headline", "human", "times", "span", "rel", "filter_cases",
     "primary_unit", "series_label",
 ]

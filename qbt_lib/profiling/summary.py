@@ -15,31 +15,41 @@ def summarize(doc: dict | None, gdocs: Iterable[dict] = ()) -> dict[str, str]:
     """The report's headline for one workload from its bench JSON(s): the benchmark's own
     ``headline`` strings where it states them, else computed from the cases (best CPU
     throughput in the reference's unit, best speed-up over the reference, efficiency at the
-    most workers), and the GPU figure from a GPU run's JSON when there is one: the headline
-    the GPU run states itself (``headline["gpu"]``, the newest run's), else its fastest GPU
-    case against the best CPU case of the same machine."""
+    most workers), and the GPU figure from a GPU run's JSON when there is one
+    (:func:`gpu_figure`)."""
     out = {"throughput": "-", "speedup_vs_reference": "-", "parallel_efficiency": "-",
            "gpu": "-"}
     if doc:
         out.update(_computed_headline(doc))
-    gdocs = [d for d in gdocs if doc is None or d["workload"] == doc["workload"]]
-    g = gpu_table(gdocs)
-    if not g.empty:
-        b = g.loc[g["gpu throughput"].idxmax()]
-        ratio = "" if not math.isfinite(b["gpu / cpu"]) else f", {times(b['gpu / cpu'])} its CPU"
-        out["gpu"] = (f"{human(b['gpu throughput'])} {b['unit']}/s on {b['gpu']}{ratio} "
-                      f"({b['json']})")
+    gpu, gdoc = gpu_figure(d for d in gdocs if doc is None or d["workload"] == doc["workload"])
+    if gdoc is not None:
+        out["gpu"] = f"{gpu} ({Path(gdoc['_path']).name})"
+    if doc:  # what the workload's benchmark states itself wins over what is computed here
+        for k, v in (doc.get("headline") or {}).items():
+            if k in out and isinstance(v, str) and v.strip() and not (
+                    k == "gpu" and gdoc is not None):
+                out[k] = v
+    return out
+
+
+def gpu_figure(gdocs: Iterable[dict]) -> tuple[str, dict | None]:
+    """A workload's GPU figure from its GPU runs' JSONs, and the JSON it comes from (the
+    caller names it): the headline a GPU run states itself (``headline["gpu"]``; the newest
+    run's), else the fastest GPU case against the best CPU case of the same machine;
+    ``("-", None)`` without one."""
+    gdocs = list(gdocs)
     stated = [d for d in gdocs if isinstance((d.get("headline") or {}).get("gpu"), str)
               and d["headline"]["gpu"].strip()]
     if stated:
         d = max(stated, key=lambda d: str(d.get("created", "")))
-        out["gpu"] = f"{d['headline']['gpu'].strip()} ({Path(d.get('_path', '?')).name})"
-    if doc:  # what the workload's benchmark states itself wins over what is computed here
-        for k, v in (doc.get("headline") or {}).items():
-            if k in out and isinstance(v, str) and v.strip() and not (
-                    k == "gpu" and (stated or not g.empty)):
-                out[k] = v
-    return out
+        return d["headline"]["gpu"].strip(), d
+    g = gpu_table(gdocs)
+    if g.empty:
+        return "-", None
+    b = g.loc[g["gpu throughput"].idxmax()]
+    ratio = "" if not math.isfinite(b["gpu / cpu"]) else f", {times(b['gpu / cpu'])} its CPU"
+    d = next(d for d in gdocs if Path(d["_path"]).name == b["json"])
+    return f"{human(b['gpu throughput'])} {b['unit']}/s on {b['gpu']}{ratio}", d
 
 
 def headline_ratio(doc: dict | None) -> dict | None:

@@ -236,3 +236,16 @@ def test_the_checker_resolves_imports_and_finds_cycles():
     assert "qbt_lib.profiling" not in g["qbt_lib.profiling.tables"]
     # importing qbt_lib.bench.jsons from the report runs qbt_lib.bench first
     assert {"qbt_lib.bench", "qbt_lib.bench.jsons"} <= g["qbt_lib.report.summary"]
+
+
+def test_facade_packages_hold_no_logic():
+    """``qbt_lib.profiling`` and ``qbt_lib.report`` are public faces: a docstring, imports and
+    ``__all__``, nothing else (the code lives in their modules)."""
+    for name in ("qbt_lib.profiling", "qbt_lib.report"):
+        tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
+        assert ast.get_docstring(tree), name
+        for node in tree.body[1:]:
+            ok = isinstance(node, (ast.Import, ast.ImportFrom)) or (
+                isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets]
+                == ["__all__"])
+            assert ok, f"{name}: line {node.lineno} is not an import or __all__"

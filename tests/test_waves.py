@@ -642,3 +642,16 @@ def test_bench_has_no_function_local_qbt_imports():
                     if isinstance(node, ast.ImportFrom):
                         assert node.level == 0 and not (node.module or "").startswith(
                             "qbt_lib"), f"{mod}.{fn.name} imports {node.module} locally"
+
+
+def test_batched_top_k_across_batch_boundaries_equals_numba(frames):
+    """The array engine keeps each batch's top-k per window on the device; with batches of
+    7 start bars a window's jobs span several batches, and the top-k of the batches' top-k
+    is still the window's top-k (the numba scan's rows)."""
+    kw = dict(window=80, overlap=0.5, max_start_points=20, up_to=6, rules="compat,diagonal",
+              directions="up,down", top_k=2)
+    base = waves.run(frames, impl="numba", **kw)
+    got = waves.run(frames, impl="numpy", gpu_batch_jobs=7, **kw)
+    assert len(base.patterns) > 0
+    pd.testing.assert_frame_equal(got.patterns, base.patterns)
+    pd.testing.assert_frame_equal(got.rejects, base.rejects)

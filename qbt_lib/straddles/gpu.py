@@ -22,7 +22,8 @@ import time
 import numpy as np
 
 from ..pinned import to_device, to_host_into
-from .core import CALENDAR_DAYS, FLOAT_COLUMNS, INV_SQRT2, INV_SQRT_2PI, fill_meta_np
+from .core import (CALENDAR_DAYS, FLOAT_COLUMNS, INV_SQRT2, INV_SQRT_2PI, day_tables,
+                   fill_meta_np, value_rows_xp)
 
 PREAMBLE = (f"#define INV_SQRT2 {INV_SQRT2!r}\n#define INV_SQRT_2PI {INV_SQRT_2PI!r}\n"
             f"#define CALENDAR_DAYS {CALENDAR_DAYS!r}\n")
@@ -150,12 +151,24 @@ def value_chunk_gpu(price, vol, dates_ns, start, sched, rate, side, hedge, table
     return cols["sum_pnl"].get(), cols["sum_hedge"].get()
 
 
+def summary_chunk_gpu(price, vol, start, sched, rate, side, hedge, tables):
+    """``impl="cupy"``, output="summary": every row valued in device memory and only the
+    per-straddle results copied back (P&L sums, entry and exit values: 4 floats per
+    straddle instead of 11 columns per straddle-day). The H200 run of the row-by-row
+    sub-chunk path took 5.9 s for what 16 CPU cores did in 0.2 s."""
+    cols = value_rows_device(to_device(price), to_device(vol), to_device(start),
+                             sched.tenor, rate, side, hedge, tables)
+    n1 = sched.days
+    value = cols["value"]
+    return (cols["sum_pnl"].get(), cols["sum_hedge"].get(), value[::n1].get(),
+            value[n1 - 1::n1].get())
+
+
 def value_rows_xp_gpu(price, vol_days, start, tenor, rate, side, hedge, tables) -> dict:
     """The xp-generic NumPy code run with CuPy (unfused; a cross-check of the kernels)."""
     import cupy as cp
     from cupyx.scipy.special import ndtr
 
-    from .core import value_rows_xp
     return value_rows_xp(cp, ndtr, price, vol_days, start, tenor, rate, side, hedge, tables)
 
 
@@ -167,7 +180,6 @@ def device_throughput(price: np.ndarray, vol: np.ndarray, start: np.ndarray, ten
     Returns seconds (median) for the valuation kernel alone and with the P&L kernel, and
     straddle-day valuations per second."""
     import cupy as cp
-    from .core import day_tables
     tables = day_tables(tenor, rate)
     p, v, s = cp.asarray(price), cp.asarray(vol), cp.asarray(start)
     value_rows_device(p, v, s, tenor, rate, side, hedge, tables)  # compile + warm up

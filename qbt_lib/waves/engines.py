@@ -123,14 +123,21 @@ def scan_batched(xp: Any, store: Any, plan: list[dict], directions: list[str],
     for d in directions:
         series = [oriented(*symbol_bars(store, info["j"])[:2], d) for info in plan]
         jobs = [(info["jobs"][d][0], info["jobs"][d][1]) for info in plan]
-        per_rules = [gpu.search(series, jobs, up_to, rs, xp=xp,
-                                batch_jobs=batch_jobs or gpu.DEFAULT_BATCH_JOBS)
-                     for rs in rule_sets]
+        wins = [info["jobs"][d][2] for info in plan]
+        per_rules = []
+        for rs in rule_sets:
+            s_of, job, piv, rej, built, kept = gpu.search(
+                series, jobs, up_to, rs, xp=xp, batch_jobs=batch_jobs or
+                gpu.DEFAULT_BATCH_JOBS, windows=wins, top_k=top_k)
+            # rows come sorted by series: one slice per symbol (a mask per symbol would
+            # scan every row once per symbol)
+            bounds = np.searchsorted(s_of, np.arange(len(plan) + 1))
+            per_rules.append((bounds, job, piv, rej, built, kept))
         for i in range(len(plan)):
             res = []
-            for s_of, job, piv, rej, built, kept in per_rules:
-                m = s_of == i
-                res.append((job[m], piv[m], rej[i], built[i], kept[i]))
+            for bounds, job, piv, rej, built, kept in per_rules:
+                z = slice(bounds[i], bounds[i + 1])
+                res.append((job[z], piv[z], rej[i], built[i], kept[i]))
             results[(i, d)] = [res]
     return results, "sequential" if xp is np else "device"
 

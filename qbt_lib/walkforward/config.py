@@ -68,7 +68,7 @@ class WalkForwardConfig:
     test_length: int
     gap: int
     anchored: bool
-    model: str
+    model: Any                      # a built-in name or a scikit-learn estimator
     threshold: float
     long_only: bool
     cost_bps: float

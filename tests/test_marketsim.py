@@ -510,33 +510,3 @@ def test_run_writes_its_outputs_when_given_output_dir(frames, numba_result, tmp_
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == ["forecasts.parquet", "metrics.json", "picks.parquet", "ranking.parquet",
                      "simulations.parquet", "summary.parquet"]
-
-
-def test_init_holds_no_logic():
-    import ast
-    import inspect
-    tree = ast.parse(inspect.getsource(ms))
-    for node in tree.body:
-        ok = isinstance(node, (ast.Import, ast.ImportFrom)) or (
-            isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)) or (
-            isinstance(node, ast.Assign) and [t.id for t in node.targets] == ["__all__"])
-        assert ok, f"marketsim/__init__.py line {node.lineno}: {ast.dump(node)[:80]}"
-    assert all(hasattr(ms, n) for n in ms.__all__)
-
-
-def test_modules_import_on_their_own_without_local_imports_of_qbt_lib():
-    """Every marketsim module imports alone in a fresh interpreter, and none imports from
-    qbt_lib inside a function (a cycle dodged); cupy, dask and friends may be imported
-    lazily."""
-    import ast
-    from pathlib import Path
-    pkg = Path(ms.__file__).parent
-    for f in sorted(pkg.glob("*.py")):
-        mod = f"qbt_lib.marketsim.{f.stem}" if f.stem != "__init__" else "qbt_lib.marketsim"
-        subprocess.run([sys.executable, "-c", f"import {mod}"], check=True)
-        for node in ast.walk(ast.parse(f.read_text())):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                for sub in ast.walk(node):
-                    if isinstance(sub, ast.ImportFrom):
-                        assert not (sub.level or (sub.module or "").startswith("qbt_lib")), \
-                            f"{f.name}:{sub.lineno}: a function-local import of qbt_lib"

@@ -106,10 +106,12 @@ def load_source(source: Any = "synthetic", symbols: Any = None, seed: int = 0, *
 
 
 def bars_needed(simulations: Any = DEFAULTS["simulations"], eval_days: Any = DEFAULTS["eval_days"],
-                context: Any = DEFAULTS["context"]) -> int:
-    """Bars per symbol an analysis reads: its ``tail`` (``context + simulations + eval_days``)."""
-    return (as_int("context", context, min=1) + as_int("simulations", simulations, min=1)
-            + as_int("eval_days", eval_days, min=2))
+                context: Any = DEFAULTS["context"], oos_days: Any = 0) -> int:
+    """Bars per symbol an analysis reads: its ``tail`` (``context + simulations + eval_days``,
+    or ``context + simulations + oos_days + eval_days - 1`` for a longer walk)."""
+    n = (as_int("context", context, min=1) + as_int("simulations", simulations, min=1)
+         + as_int("eval_days", eval_days, min=2))
+    return max(n, n + as_int("oos_days", oos_days, min=0) - 1)
 
 
 ASSET_CLASSES = ("equity", "crypto")
@@ -209,9 +211,10 @@ def make_config(simulations=DEFAULTS["simulations"], eval_days=DEFAULTS["eval_da
 
 
 # --------------------------------------------------------------------------- warm-up
-def warmup(forecaster: Forecaster | None = None) -> float:
+def warmup(forecaster: Forecaster | None = None, research: bool = False) -> float:
     """Compile (cold cache) or load (warm cache) every kernel before the timed loop, by
-    running each code path once on a tiny input with the dtypes of the real calls.
+    running each code path once on a tiny input with the dtypes of the real calls
+    (``research``: also the kernels of the out-of-sample walk and own strategies).
     Returns the seconds it took."""
     from . import fast
     t = time.perf_counter()
@@ -229,6 +232,9 @@ def warmup(forecaster: Forecaster | None = None) -> float:
     fast.analyze_symbol(prices[:, -21:], forecaster=ARBootstrap(2), context=16, **kw)
     fast.analyze_symbol(prices, forecaster=plugin, context=context, **kw)
     ARBootstrap(2).sample(rng.normal(size=(2, 16)), np.arange(2, dtype=np.uint64), 8)
+    if research:
+        from . import oos
+        oos.warmup()
     return time.perf_counter() - t
 
 
@@ -254,6 +260,8 @@ class MarketSimResult:
     params: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     dates: list = field(default_factory=list, repr=False)  # per symbol, its analysed bars
+    oos: Any = None            # oos.OOSResult: the out-of-sample walk (oos_days/forecast_next)
+    next_session: Any = None   # per symbol: tomorrow's pick and order (forecast_next=True)
 
     @property
     def symbols(self) -> list[str]:
@@ -303,6 +311,23 @@ class MarketSimResult:
         """symbol x strategy table of one metric (mean over simulations)."""
         return self.table.pivot(index="symbol", columns="strategy", values=metric)
 
+    def strategy_summary(self) -> pd.DataFrame:
+        """Per strategy (in-sample): metrics averaged over symbols and simulations, how many
+        symbols pick it, and ``never_traded``: it held no position in any symbol and
+        simulation of this run (its figures are those of staying flat)."""
+        t = self.table.groupby("strategy", observed=True, sort=False)
+        out = t[list(METRICS)].mean()
+        out["picked_by"] = self.picks["strategy"].value_counts().reindex(out.index).fillna(0) \
+            .astype(int)
+        out["never_traded"] = t["never_traded"].all()
+        return out
+
+    @property
+    def never_traded(self) -> list[str]:
+        """Strategies that held no position in any symbol and simulation of this run."""
+        s = self.strategy_summary()
+        return list(s.index[s["never_traded"]])
+
 
 def _cat(codes: np.ndarray, categories: Sequence[str]) -> pd.Categorical:
     """A categorical column from integer codes (building string columns costs more than the
@@ -321,10 +346,12 @@ def _summary_tables(names: list[str], arrays: dict, strategies: list[str],
                           "strategy": _cat(np.tile(np.arange(K), S), strategies),
                           **{m: mean[:, :, i].ravel() for i, m in enumerate(METRICS)},
                           "crypto": crypto[sym_k]})
+    idle = ~(arrays["pos"] != 0).any(axis=(1, 3))  # (S, K): never held a position
+    table["never_traded"] = idle.ravel()
     best = np.argmax(mean[:, :, 0], axis=1)  # first max: ties go to the earlier strategy
     picks = pd.DataFrame({"symbol": names, "strategy": [strategies[b] for b in best],
                           **{m: mean[np.arange(S), best, i] for i, m in enumerate(METRICS)},
-                          "crypto": crypto})
+                          "crypto": crypto, "never_traded": idle[np.arange(S), best]})
     order = np.lexsort((np.array(names, dtype=str), -picks["sharpe"].to_numpy(),
                         -picks["total_return"].to_numpy()))
     ranking = picks.iloc[order].reset_index(drop=True)
@@ -334,7 +361,7 @@ def _summary_tables(names: list[str], arrays: dict, strategies: list[str],
 
 # --------------------------------------------------------------------------- analysis
 def _symbol_tasks(frames: Mapping[str, pd.DataFrame], cfg: Config, forecaster: Forecaster,
-                  classes: Mapping[str, str]):
+                  classes: Mapping[str, str], user: Sequence = ()):
     ids = np.array([STRATEGY_ID[s] for s in cfg.strategies], dtype=np.int64)
     need = cfg.bars_needed
     tasks = []
@@ -347,24 +374,99 @@ def _symbol_tasks(frames: Mapping[str, pd.DataFrame], cfg: Config, forecaster: F
             simulations=cfg.simulations, eval_days=cfg.eval_days, context=cfg.context,
             num_samples=cfg.num_samples, strategy_ids=ids, fee=cfg.fees[cls],
             ann=float(np.sqrt(TRADING_DAYS[cls])), long_only=crypto, forecaster=forecaster))
+        if user:
+            tasks[-1]["user"] = tuple(user)
     return tasks
 
 
+def _user_inputs(out: dict, eval_days: int) -> tuple:
+    """Forecast, band and actual returns of the traded days of every window."""
+    D = eval_days - 1
+    return (np.ascontiguousarray(out["point"][:, :D]),
+            np.ascontiguousarray(out["hi"][:, :D] - out["lo"][:, :D]),
+            np.ascontiguousarray(out["actual"][:, :D]))
+
+
 def _run_fast_task(task: dict) -> dict:
-    from . import fast
-    return fast.analyze_symbol(**task)
+    from . import fast, user
+    task = dict(task)
+    strategies = task.pop("user", ())
+    out = fast.analyze_symbol(**task)
+    if strategies:
+        extra = user.evaluate_windows(strategies, *_user_inputs(out, task["eval_days"]),
+                                      task["fee"], task["ann"], task["long_only"])
+        out = user.append(out, extra)
+    return out
 
 
 def _run_reference(frames, tasks, cfg: Config) -> list[dict]:
-    from . import reference
+    from . import reference, reference_research, user
     out = []
     for (sym, df), t in zip(frames.items(), tasks):
-        out.append(reference.analyze_symbol(
+        r = reference.analyze_symbol(
             df, symbol_key=t["symbol_key"], simulations=cfg.simulations,
             eval_days=cfg.eval_days, context=cfg.context, num_samples=cfg.num_samples,
             strategies=list(cfg.strategies), fee=t["fee"], ann=t["ann"],
-            long_only=t["long_only"], forecaster=t["forecaster"]))
+            long_only=t["long_only"], forecaster=t["forecaster"])
+        if t.get("user"):
+            r = user.append(r, reference_research.user_windows(
+                t["user"], *_user_inputs(r, cfg.eval_days), t["fee"], t["ann"],
+                t["long_only"]))
+        out.append(r)
     return out
+
+
+def _run_engine(frames, tasks, cfg: Config, impl: str, dev: str, *, backend: str, n_jobs: int,
+                scheduler, progress, gpu_chunk: int, desc: str) -> tuple[dict, dict]:
+    """Every symbol's arrays, stacked, by the chosen engine, and how it ran."""
+    from ..parallel import effective_backend, pmap
+    if impl == "reference":
+        results = _run_reference(frames, tasks, cfg)
+        how = dict(backend="sequential", n_jobs=1)
+    elif dev == "gpu":
+        from . import gpu
+        return gpu.analyze_batch(tasks, chunk=gpu_chunk), dict(backend="cupy", n_jobs=1)
+    else:
+        eff, n = effective_backend(backend, n_jobs, len(tasks))
+        results = pmap(_run_fast_task, tasks, backend=backend, n_jobs=n_jobs,
+                       scheduler=scheduler, progress=progress, desc=desc, unit="symbol")
+        how = dict(backend=eff, n_jobs=n)
+    return {k: np.stack([r[k] for r in results]) for k in results[0]}, how
+
+
+def _out_of_sample(frames, cfg: Config, forecaster, classes, user_strategies, oos_days: int,
+                   impl: str, dev: str, engine_kw: dict, forecast_next: bool):
+    """The extended run (one placeholder bar, ``simulations + oos_days`` simulations) through
+    the same engine, then the walk of every symbol (see ``oos.py``)."""
+    from . import oos, reference_research
+    G = cfg.simulations + oos_days
+    need = oos.extension_bars(cfg.context, cfg.simulations, cfg.eval_days, oos_days)
+    for sym, df in frames.items():
+        if len(df) < need:
+            raise ValueError(f"{sym}: history too short for oos_days={oos_days}: {len(df)} "
+                             f"bars, needs context + simulations + oos_days + eval_days - 1 "
+                             f"= {need}")
+    ext = {sym: oos.placeholder_frame(df.iloc[-need:]) for sym, df in frames.items()}
+    cfg_ext = Config(G, cfg.eval_days, cfg.context, cfg.ar_order, cfg.num_samples,
+                     cfg.strategies, cfg.fees, cfg.seed)
+    tasks = _symbol_tasks(ext, cfg_ext, forecaster, classes, user_strategies)
+    arrays, _ = _run_engine(ext, tasks, cfg_ext, impl, dev, desc="marketsim oos", **engine_kw)
+    names = list(cfg.strategies) + [u.name for u in user_strategies]
+    walk = reference_research.walk_symbol if impl == "reference" else oos.walk_symbol
+    walks = [walk({k: arrays[k][s] for k in ("point", "lo", "hi", "actual", "metrics", "mult")},
+                  strategies=names, user=user_strategies, lookback=cfg.simulations,
+                  days=oos_days, fee=t["fee"], ann=t["ann"], long_only=t["long_only"])
+             for s, t in enumerate(tasks)]
+    syms = list(frames)
+    crypto = [t["long_only"] for t in tasks]
+    nxt = None
+    if forecast_next:
+        nxt = oos.next_session_table(syms, walks, names,
+                                     [frames[s].index[-1] for s in syms],
+                                     [float(frames[s]["close"].iloc[-1]) for s in syms], crypto)
+    dates = [list(frames[s].index[len(frames[s]) - oos_days:]) if oos_days else [] for s in syms]
+    return oos.OOSResult(syms, names, walks[0]["curves"], cfg.simulations, oos_days, dates,
+                         walks, crypto, nxt)
 
 
 def analyze(source: Any = "synthetic", symbols: Any = None, *, start: Any = None,
@@ -375,7 +477,8 @@ def analyze(source: Any = "synthetic", symbols: Any = None, *, start: Any = None
             fees: Any = None, impl: str = "fast", n_jobs: int = -1, backend: str = "threads",
             device: str = "auto", warmup: bool = True, seed: int = 0,
             forecaster: Forecaster | None = None, scheduler: str | None = "local",
-            progress: bool | None = None, gpu_chunk: int = 128) -> MarketSimResult:
+            progress: bool | None = None, gpu_chunk: int = 128, oos_days: int = 0,
+            forecast_next: bool = False, user_strategies: Any = None) -> MarketSimResult:
     """Run the analysis over a universe and return its tables.
 
     ``source``/``symbols``/``start``/``end``/``adjust``: see :func:`load_source`; only the
@@ -387,23 +490,44 @@ def analyze(source: Any = "synthetic", symbols: Any = None, *, start: Any = None
     ``device`` apply to ``impl="fast"``); ``scheduler`` is the Dask scheduler of
     ``backend="dask"`` (``"local"`` starts a LocalCluster, or an address); ``gpu_chunk``
     bounds the symbols per GPU batch (device memory). ``seed`` keys the bootstrap draws.
+
+    Research options (``docs/marketsim.md``): ``oos_days``: walk the last ``oos_days`` bars
+    out of sample (the pick of the windows ending before each day, traded that day; reads
+    ``oos_days - 1`` more bars) -> ``result.oos``; ``forecast_next``: tomorrow's pick and
+    order per symbol -> ``result.next_session``; ``user_strategies``: own strategies
+    (``marketsim.user``), run after the built-ins with the same fee, metrics and ranking,
+    each checked for look-ahead first (CPU engines only).
     Raises ``ValueError`` naming the parameter, or the symbol and row, on bad input.
     """
     from ..device import resolve_device
-    from ..parallel import BACKENDS, effective_backend, pmap
+    from ..parallel import BACKENDS
+    from . import user
 
     impl = one_of("impl", impl, IMPLS)
     backend = one_of("backend", backend, BACKENDS)
     device = one_of("device", device, ("auto", "cpu", "gpu"))
     warm = as_bool("warmup", warmup)
+    oos_days = as_int("oos_days", oos_days, min=0, max=100_000)
+    forecast_next = as_bool("forecast_next", forecast_next)
+    own = user.resolve(user_strategies)
     if forecaster is None:
         forecaster = ARBootstrap(as_int("ar_order", ar_order, min=1, max=100))
     elif not isinstance(forecaster, Forecaster):
         raise ValueError(f"forecaster must be a marketsim.Forecaster, got {forecaster!r}")
     cfg = make_config(simulations, eval_days, context, ar_order, num_samples, strategies, fees,
                       seed, forecaster)
-    frames = load_source(source, symbols, start=start, end=end, tail=cfg.bars_needed,
-                         adjust=adjust)
+    if own and impl == "fast" and device == "gpu":
+        raise ValueError("device='gpu' runs the built-in strategies only; user strategies "
+                         f"{[u.name for u in own]} run on the CPU (device='cpu')")
+    t_guard = time.perf_counter()
+    for u in own:  # before any data is read: a peeking strategy stops the run here
+        user.check_lookahead(u)
+    guard_s = time.perf_counter() - t_guard
+    extended = oos_days > 0 or forecast_next
+    need = cfg.bars_needed
+    if extended:
+        need = max(need, cfg.context + cfg.simulations + oos_days + cfg.eval_days - 1)
+    frames = load_source(source, symbols, start=start, end=end, tail=need, adjust=adjust)
     classes = _asset_classes(frames, asset_classes)
     if not frames:
         raise ValueError("symbols: the universe is empty")
@@ -414,40 +538,45 @@ def analyze(source: Any = "synthetic", symbols: Any = None, *, start: Any = None
             if device == "gpu":
                 raise ValueError("device='gpu' runs the built-in AR forecaster only; "
                                  f"{forecaster!r} runs on the CPU (device='cpu')")
-        else:
+        elif not own:
             dev = resolve_device(device)
     timings: dict[str, Any] = {"impl": impl, "device": dev}
+    if own:
+        timings["guard_s"] = guard_s
     if warm and impl == "fast":
         if dev == "gpu":
-            from . import gpu
-            timings["warmup_s"] = gpu.warmup()
+            from . import gpu, oos
+            tw = time.perf_counter()
+            gpu.warmup()
+            if extended:  # the walk itself runs on the CPU
+                oos.warmup()
+            timings["warmup_s"] = time.perf_counter() - tw
         else:
-            timings["warmup_s"] = _warmup_kernels(forecaster)
+            timings["warmup_s"] = _warmup_kernels(forecaster, research=extended or bool(own))
     t0 = time.perf_counter()  # the analysis: validation, per-symbol work, tables
-    tasks = _symbol_tasks(frames, cfg, forecaster, classes)
-    if impl == "reference":
-        results = _run_reference(frames, tasks, cfg)
-        arrays = {k: np.stack([r[k] for r in results]) for k in results[0]}
-        timings.update(backend="sequential", n_jobs=1)
-    elif dev == "gpu":
-        from . import gpu
-        arrays = gpu.analyze_batch(tasks, chunk=gpu_chunk)
-        timings.update(backend="cupy", n_jobs=1)
-    else:
-        eff, n = effective_backend(backend, n_jobs, len(tasks))
-        results = pmap(_run_fast_task, tasks, backend=backend, n_jobs=n_jobs,
-                       scheduler=scheduler, progress=progress, desc="marketsim", unit="symbol")
-        arrays = {k: np.stack([r[k] for r in results]) for k in results[0]}
-        timings.update(backend=eff, n_jobs=n)
+    tasks = _symbol_tasks(frames, cfg, forecaster, classes, own)
+    engine_kw = dict(backend=backend, n_jobs=n_jobs, scheduler=scheduler, progress=progress,
+                     gpu_chunk=gpu_chunk)
+    arrays, how = _run_engine(frames, tasks, cfg, impl, dev, desc="marketsim", **engine_kw)
+    timings.update(how)
     crypto = np.array([t["long_only"] for t in tasks])
-    table, picks, ranking = _summary_tables(names, arrays, list(cfg.strategies), crypto)
+    all_names = list(cfg.strategies) + [u.name for u in own]
+    table, picks, ranking = _summary_tables(names, arrays, all_names, crypto)
     timings["analysis_s"] = time.perf_counter() - t0
+    oos_result = None
+    if extended:
+        t1 = time.perf_counter()
+        oos_result = _out_of_sample(frames, cfg, forecaster, classes, own, oos_days, impl, dev,
+                                    engine_kw, forecast_next)
+        timings["oos_s"] = time.perf_counter() - t1
     params = dict(symbols=names, simulations=cfg.simulations, eval_days=cfg.eval_days,
                   context=cfg.context, ar_order=cfg.ar_order, num_samples=cfg.num_samples,
-                  strategies=list(cfg.strategies), fees=cfg.fees, seed=cfg.seed,
-                  forecaster=repr(forecaster), impl=impl, device=dev)
+                  strategies=all_names, fees=cfg.fees, seed=cfg.seed,
+                  forecaster=repr(forecaster), impl=impl, device=dev, oos_days=oos_days,
+                  forecast_next=forecast_next, user_strategies=[repr(u) for u in own])
     return MarketSimResult(table, picks, ranking, arrays, params, timings,
-                           [frames[n].index[-cfg.bars_needed:] for n in names])
+                           [frames[n].index[-cfg.bars_needed:] for n in names], oos_result,
+                           None if oos_result is None else oos_result.next_session)
 
 
 # --------------------------------------------------------------------------- outputs

@@ -590,12 +590,21 @@ def write_results(result: MarketSimResult, output_dir: Any, **metrics: Any) -> d
     frames = {"summary": result.table, "picks": result.picks.reset_index(),
               "ranking": result.ranking, "simulations": result.simulations,
               "forecasts": result.forecasts}
+    extra: dict[str, Any] = {"ranking_selection": "in-sample"}
+    if result.oos is not None and result.oos.days:
+        frames["oos_daily"] = result.oos.daily
+        frames["oos_metrics"] = result.oos.metrics.reset_index()
+        extra["oos"] = result.oos.headline()
+    if result.next_session is not None:
+        frames["next_session"] = result.next_session.reset_index()
+        extra["next_session"] = {s: {"strategy": r["strategy"], "position": int(r["position"])}
+                                 for s, r in result.next_session.iterrows()}
     written = write_parquet_tables(out, {f"{k}.parquet": v for k, v in frames.items()})
     final = {name: written[f"{name}.parquet"] for name in frames}
     picks = {s: r["strategy"] for s, r in result.picks.iterrows()}
     final["metrics"] = write_metrics(out, "marketsim", result.params, picks=picks,
                                      ranking=list(result.ranking["symbol"]),
-                                     timings=result.timings, **metrics)
+                                     timings=result.timings, **{**extra, **metrics})
     return final
 
 

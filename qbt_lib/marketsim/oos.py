@@ -107,6 +107,9 @@ def walk_symbol(arr: dict, *, strategies: Sequence[str], user: Sequence[UserStra
     if G != N + D:
         raise ValueError(f"the extended run has {G} simulations, expected {N + D}")
     K = len(strategies)
+    if arr["metrics"].shape[1] != K:
+        raise ValueError(f"the extended run scored {arr['metrics'].shape[1]} strategies, "
+                         f"expected {K}")
     sims = D - np.arange(D + 1)
     fc = np.ascontiguousarray(point[sims, E - 1])
     act = np.ascontiguousarray(actual[sims, E - 1])

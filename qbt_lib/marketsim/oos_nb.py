@@ -102,7 +102,7 @@ def curves_metrics_nb(pos, net, ann, min_std, out):
 def rolling_mean_nb(x, n, out):
     """``out[i] = mean(x[i:i+n], axis=0)`` summed in row order (as ``ndarray.mean`` over the
     simulations axis sums them), for ``i = 0 .. out.shape[0] - 1``."""
-    K = x.shape[1]
+    K = out.shape[1]
     for i in range(out.shape[0]):
         for a in range(K):
             s = x[i, a]

@@ -62,6 +62,9 @@ def walk_symbol(arr: dict, *, strategies, user, lookback: int, days: int, fee: f
     G, E = point.shape[:2]
     N, D = lookback, days
     K = len(strategies)
+    if G != N + D or arr["metrics"].shape[1] != K:
+        raise ValueError(f"the extended run has {G} simulations x {arr['metrics'].shape[1]} "
+                         f"strategies, expected {N + D} x {K}")
     sims = [D - w for w in range(D + 1)]  # walk position w uses simulation D - w
     fc = [[float(v) for v in point[i, E - 1]] for i in sims]
     act = [[float(v) for v in actual[i, E - 1]] for i in sims]

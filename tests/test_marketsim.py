@@ -790,6 +790,23 @@ def test_gpu_code_path_with_numpy_runs_the_extended_run(frames):
                                    err_msg=k, equal_nan=True)
 
 
+@pytest.mark.gpu
+def test_gpu_extended_run_equals_cpu_on_device():
+    frames = ms.synthetic_universe(6, years=1.0, seed=5)
+    kw = dict(simulations=10, eval_days=5, context=96, num_samples=64, oos_days=8,
+              forecast_next=True, progress=False)
+    cpu = ms.analyze(frames, impl="fast", device="cpu", backend="sequential", **kw)
+    dev = ms.analyze(frames, impl="fast", device="gpu", **kw)
+    assert dev.timings["device"] == "gpu"
+    _assert_same(cpu, dev)
+    for a, b in zip(cpu.oos.walks, dev.oos.walks):
+        np.testing.assert_array_equal(a["pick"], b["pick"])
+        np.testing.assert_array_equal(a["pos"], b["pos"])
+        np.testing.assert_allclose(a["net"], b["net"], rtol=ms.RTOL, atol=ms.ATOL)
+    pd.testing.assert_frame_equal(cpu.next_session[["strategy", "position", "entry"]],
+                                  dev.next_session[["strategy", "position", "entry"]])
+
+
 def test_oos_tables_and_outputs(oos_result, tmp_path):
     o = oos_result.oos
     assert o.curves == ["pick"] + list(STRATEGIES) + ["follow_hits"]

@@ -121,6 +121,21 @@ def run(bench) -> None:
             impl="gpu", size=n_gpu * sims, unit=unit, device="gpu", repeats=3, warmup=1)
         cases["gpu (cupy)"] = gpu_case
 
+    # the research paths (#15), one core: the same analysis plus an option; what each adds
+    oos_d = 20 if quick else 70
+    ms.warmup(research=True)
+    walk = bench.measure(f"fast sequential {n_sym}x{sims} + oos walk {oos_d} days + next session",
+                         fast("sequential", 1, oos_days=oos_d, forecast_next=True), impl="fast",
+                         size=size, unit=unit, repeats=3, warmup=1)
+    own = bench.measure(f"fast sequential {n_sym}x{sims} + own strategies (njit + NumPy)",
+                        fast("sequential", 1, user_strategies=[
+                            "qbt_lib.marketsim.examples:confident",
+                            "qbt_lib.marketsim.examples:follow_hits"]),
+                        impl="fast", size=size, unit=unit, repeats=3, warmup=1)
+    bench.note("research_added_s", {
+        f"oos_days={oos_d} + forecast_next": round(walk["seconds"] - seq["seconds"], 4),
+        "2 own strategies (guard included)": round(own["seconds"] - seq["seconds"], 4),
+        "vs the analysis alone": round(seq["seconds"], 4)})
     bench.note("cpu_per_wall", {k: round(sorted(v)[len(v) // 2], 2) for k, v in cpu_use.items()})
     bench.note("load_average_1min", os.getloadavg()[0])
     # the headline (one named case): the fast path on one core against the reference on

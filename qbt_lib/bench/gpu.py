@@ -221,6 +221,11 @@ def straddles(b: Bench, counts: list[int]) -> None:
                     impl="numba", size=rows, unit="straddle-days", n_jobs=cores,
                     backend="threads", repeats=3, nbytes=rows * core.ROW_BYTES)
     cpu_rows = cpu.pop("_result").rows
+    cs = b.measure(f"numba, summary only, {len(big):,} straddles, {cores} threads",
+                   lambda: backtest(store, big, impl="numba", n_jobs=cores, backend="threads",
+                                    output="summary", progress=False),
+                   impl="numba", size=rows, unit="straddle-days", n_jobs=cores,
+                   backend="threads", repeats=3)
     b.note("gpu", "not measured: " + gpu_status()[1])
     if not gpu_available():
         return
@@ -251,6 +256,21 @@ def straddles(b: Bench, counts: list[int]) -> None:
     b.ratio(f"rows kept as a host table: GPU vs {cores} CPU threads", g, cpu,
             same=f"{len(big):,} straddles valued with greeks and hedge, every row kept as an "
                  "Arrow table in host memory")
+    gs = b.measure(f"cupy, summary only, {len(big):,} straddles",
+                   lambda: backtest(store, big, impl="cupy", device="gpu", output="summary",
+                                    progress=False),
+                   impl="cupy", size=rows, unit="straddle-days", device="gpu", repeats=3)
+    sa, sb = cs.pop("_result").summary(), gs.pop("_result").summary()
+    try:
+        core.compare_rows(sb, sa, rtol=1e-12)
+        ok = True
+    except AssertionError as e:
+        ok = False
+        b.note("summary_diff", str(e)[:500])
+    b.same_answers(f"GPU summary vs {cores}-thread CPU summary", ok)
+    b.ratio(f"summary only: GPU vs {cores} CPU threads", gs, cs,
+            same=f"{len(big):,} straddles valued with greeks and hedge, per-straddle summary "
+                 "kept in host memory")
     b.headline.update({
         "gpu": f"{dk['throughput'] / 1e9:.2f}G straddle-days/s kept in device memory (target "
                f"1G) on {gpu_status()[1]}; end to end into a host table "
@@ -264,7 +284,7 @@ def straddles(b: Bench, counts: list[int]) -> None:
 def waves(b: Bench, counts: list[int]) -> None:
     import pandas as pd
 
-    from ..waves import _as_store, load_source, scan
+    from ..waves import as_store as _as_store, load_source, scan
     tiny = b.tiny
     bars = 2000
     n_sym = 4 if tiny else 500
@@ -332,34 +352,33 @@ def marketsim(b: Bench, counts: list[int]) -> None:
     n_sym = 4 if tiny else 500
     n_curve = 4 if tiny else 128
     cores = counts[-1]
-    ms.warmup()
+    ms.warm_up()
     cframes = ms.synthetic_universe(n_curve)
 
     def run(k):
-        return lambda: ms.analyze(cframes, impl="fast", backend="threads", n_jobs=k,
-                                  device="cpu", warmup=False, progress=False,
-                                  simulations=sims)
+        return lambda: ms.run(cframes, impl="numba", backend="threads", n_jobs=k,
+                              device="cpu", warm_up=False, progress=False, simulations=sims)
     _curve(b, f"{n_curve} symbols x {sims} sims", run, size=n_curve * sims,
            unit="symbol-sims", backend="threads", counts=counts)
     frames = ms.synthetic_universe(n_sym)
-    cpu = b.measure(f"{n_sym} symbols x {sims} sims, {cores} threads", lambda: ms.analyze(
-        frames, impl="fast", backend="threads", n_jobs=cores, device="cpu", warmup=False,
-        progress=False, simulations=sims), impl="fast", size=n_sym * sims,
+    cpu = b.measure(f"{n_sym} symbols x {sims} sims, {cores} threads", lambda: ms.run(
+        frames, impl="numba", backend="threads", n_jobs=cores, device="cpu", warm_up=False,
+        progress=False, simulations=sims), impl="numba", size=n_sym * sims,
         unit="symbol-sims", n_jobs=cores, backend="threads", repeats=3)
     b.note("gpu", "not measured: " + gpu_status()[1])
     if not gpu_available():
         return
     from ..marketsim import gpu
     b.note("gpu_warmup_s", gpu.warmup())
-    g = b.measure(f"{n_sym} symbols x {sims} sims, GPU", lambda: ms.analyze(
-        frames, impl="fast", device="gpu", warmup=False, progress=False, simulations=sims),
+    g = b.measure(f"{n_sym} symbols x {sims} sims, GPU", lambda: ms.run(
+        frames, impl="cupy", device="gpu", warm_up=False, progress=False, simulations=sims),
         impl="cupy", size=n_sym * sims, unit="symbol-sims", device="gpu", repeats=3,
         max_seconds=30)
     b.note("gpu_stages_s", stage_times(gpu, ["percent_changes", "ar_fit",
                                              "bootstrap_forecasts", "evaluate_windows"],
-                                       lambda: ms.analyze(frames, impl="fast", device="gpu",
-                                                          warmup=False, progress=False,
-                                                          simulations=sims)))
+                                       lambda: ms.run(frames, impl="cupy", device="gpu",
+                                                      warm_up=False, progress=False,
+                                                      simulations=sims)))
     a, d = cpu.pop("_result"), g.pop("_result")
     worst, ok = 0.0, list(a.picks["strategy"]) == list(d.picks["strategy"])
     for k, x in a.arrays.items():
@@ -385,7 +404,7 @@ def marketsim(b: Bench, counts: list[int]) -> None:
 def walkforward(b: Bench, counts: list[int]) -> None:
     from .. import walkforward as wf
     n = 4 if b.tiny else 10     # the synthetic source's 10 assets
-    kw = dict(model="random_forest", n_estimators=5 if b.tiny else 50, progress=False)
+    kw = dict(model="random_forest", n_estimators=5 if b.tiny else 30, progress=False)
 
     def run(k):   # processes: scikit-learn's forest fits hold the GIL (threads: flat)
         return lambda: wf.run(symbols=n, n_jobs=k, backend="loky", **kw)

@@ -39,7 +39,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -70,6 +70,21 @@ def placeholder_frame(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` with a NaN row after its last bar (the reference's view of the extension)."""
     idx = df.index.append(pd.DatetimeIndex([df.index[-1] + pd.Timedelta(days=1)]))
     return df.reindex(idx)
+
+
+def extended_frames(frames: Mapping[str, pd.DataFrame], context: int, simulations: int,
+                    eval_days: int, oos_days: int) -> dict[str, pd.DataFrame]:
+    """Each symbol's last :func:`extension_bars` bars with the placeholder appended; a
+    ``ValueError`` names a symbol whose history is too short."""
+    need = extension_bars(context, simulations, eval_days, oos_days)
+    out = {}
+    for sym, df in frames.items():
+        if len(df) < need:
+            raise ValueError(f"{sym}: history too short for oos_days={oos_days}: {len(df)} "
+                             f"bars, needs context + simulations + oos_days + eval_days - 1 "
+                             f"= {need}")
+        out[sym] = placeholder_frame(df.iloc[-need:])
+    return out
 
 
 # --------------------------------------------------------------------------- one symbol
@@ -373,6 +388,27 @@ class OOSResult:
                        f"Sharpe {port.loc[c, 'sharpe']:.2f}")
         return {"oos_pick": f(PICK), "oos_buy_hold": f("buy_hold"),
                 "oos_best_fixed": f"{best}: {f(best)}"}
+
+
+def assemble(frames: Mapping[str, pd.DataFrame], arrays: dict, tasks: Sequence[dict],
+             strategies: Sequence[str], user: Sequence[UserStrategy], lookback: int,
+             days: int, forecast_next: bool, walk: Callable = walk_symbol) -> OOSResult:
+    """The walk of every symbol over the stacked arrays of the extended run (``walk``:
+    :func:`walk_symbol`, or the reference's), as an :class:`OOSResult`."""
+    keys = ("point", "lo", "hi", "actual", "metrics", "mult")
+    walks = [walk({k: arrays[k][s] for k in keys}, strategies=list(strategies), user=user,
+                  lookback=lookback, days=days, fee=t["fee"], ann=t["ann"],
+                  long_only=t["long_only"]) for s, t in enumerate(tasks)]
+    syms = list(frames)
+    crypto = [bool(t["long_only"]) for t in tasks]
+    nxt = None
+    if forecast_next:
+        nxt = next_session_table(syms, walks, list(strategies),
+                                 [frames[s].index[-1] for s in syms],
+                                 [float(frames[s]["close"].iloc[-1]) for s in syms], crypto)
+    dates = [list(frames[s].index[len(frames[s]) - days:]) if days else [] for s in syms]
+    return OOSResult(syms, list(strategies), walks[0]["curves"], lookback, days, dates, walks,
+                     crypto, nxt)
 
 
 # --------------------------------------------------------------------------- warm-up

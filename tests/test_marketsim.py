@@ -472,8 +472,9 @@ def test_result_headline_metrics_and_frame(numba_result, tmp_path):
 
 
 def test_compare_impls_times_every_engine_on_the_same_work(frames, numba_result, tmp_path):
+    # the CPU engines only (a GPU machine would add a cupy row: timed by the device run)
     t = ms.compare_impls(frames, n_jobs=2, backends=("sequential", "threads"), repeats=1,
-                         **SMALL)
+                         include_gpu=False, **SMALL)
     assert list(t["work"]) == ["reference subset"] * 2 + ["universe"] * 2
     assert list(t["impl_name"]) == ["reference", "numba", "numba", "numba"]
     assert list(t["symbols"]) == [1, 1, 3, 3]
@@ -484,7 +485,7 @@ def test_compare_impls_times_every_engine_on_the_same_work(frames, numba_result,
     assert figures["speedup_vs_reference"].endswith("(numba vs reference, one core each, "
                                                     "1 symbol(s))")
     assert figures["parallel_efficiency"].startswith("numba threads (2): ")
-    assert figures["gpu"] == "no GPU" or ms.AUTO_GPU
+    assert figures["gpu"] == "no GPU"
     assert numba_result.headline(t).startswith("throughput: ")
     table = ms.timing_table({"cold": {"total_s": 2.0}, "cached": {"total_s": 0.5}}, t)
     assert list(table.index) == ["reference (Python/pandas)", "numba sequential",

@@ -25,9 +25,22 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import marketsim as ms
 from .. import paths
+from .. import walkforward as wf
 from ..device import gpu_available, gpu_status
+from ..marketsim import gpu as mgpu
 from ..parallel import available_cores
+from ..straddles import backtest, build_schedule, core, load_market
+from ..straddles.gpu import device_throughput
+from ..straddles.schedule import asset_days
+from ..synth import draw_config, open_dataset, sample_space, write_dataset
+from ..synth import gpu as sgpu
+from ..synth.bench import LOOKBACK, SYMBOLS
+from ..synth.nb import gather_scale_par_nb
+from ..synth.space import Draws
+from ..waves import as_store as _as_store, load_source, scan
+from ..waves import gpu as wgpu
 from . import Bench
 
 WORKLOADS = ("synth", "straddles", "marketsim", "waves", "walkforward")
@@ -94,10 +107,6 @@ def stage_times(module, names: list[str], fn) -> dict[str, float]:
 def synth(b: Bench, counts: list[int]) -> None:
     import numba
 
-    from ..synth import draw_config, sample_space
-    from ..synth.bench import LOOKBACK, SYMBOLS
-    from ..synth.nb import gather_scale_par_nb
-    from ..synth.space import Draws
     tiny = b.tiny
     space = sample_space("synthetic", SYMBOLS, seed=0, lookback=LOOKBACK, horizon=1)
     cfg = draw_config(0)
@@ -123,13 +132,12 @@ def synth(b: Bench, counts: list[int]) -> None:
         return
     import cupy as cp
 
-    from ..synth import gpu
-    ds = gpu.device_space(space)
-    key_dev = gpu.to_device(keys)
+    ds = sgpu.device_space(space)
+    key_dev = sgpu.to_device(keys)
     dev_out = cp.empty((5, m, LOOKBACK), cp.float32)
 
     def kern() -> None:
-        gpu.gather_scale_device(ds, key_dev, dev_out)
+        sgpu.gather_scale_device(ds, key_dev, dev_out)
         cp.cuda.get_current_stream().synchronize()
     g = b.measure(f"cupy gather+scale kernel, {m:,} samples (device memory)", kern,
                   impl="cupy", size=m, unit="samples", device="gpu", nbytes=m * row_bytes,
@@ -143,7 +151,7 @@ def synth(b: Bench, counts: list[int]) -> None:
     del dev_out, out
 
     def generic() -> None:
-        o = gpu.gather_scale_device(ds, key_dev, use_kernel=False)
+        o = sgpu.gather_scale_device(ds, key_dev, use_kernel=False)
         cp.cuda.get_current_stream().synchronize()
         return o.shape
     b.measure("cupy array-generic gather+scale (device)", generic, impl="cupy-xp", size=m,
@@ -151,22 +159,21 @@ def synth(b: Bench, counts: list[int]) -> None:
     m2 = min(m, 1 << 22)
 
     def e2e() -> None:
-        gpu.materialize_device(space, cfg, 0, m2)
+        sgpu.materialize_device(space, cfg, 0, m2)
         cp.cuda.get_current_stream().synchronize()
     b.measure("cupy: CPU draws + pinned upload + device gather+scale", e2e, impl="cupy",
               size=m2, unit="samples", device="gpu", nbytes=m2 * row_bytes, repeats=3)
     host = np.ones(1 << 28, np.uint8)
-    h2d = b.measure("pinned-staged host->device copy (256 MiB)", lambda: gpu.to_device(host),
+    h2d = b.measure("pinned-staged host->device copy (256 MiB)", lambda: sgpu.to_device(host),
                     impl="cupy", size=host.nbytes, unit="bytes", device="gpu",
                     nbytes=host.nbytes, repeats=5)
     h2d.pop("_result", None)
-    dev = gpu.to_device(host)
-    d2h = b.measure("pinned-staged device->host copy (256 MiB)", lambda: gpu.to_host(dev),
+    dev = sgpu.to_device(host)
+    d2h = b.measure("pinned-staged device->host copy (256 MiB)", lambda: sgpu.to_host(dev),
                     impl="cupy", size=host.nbytes, unit="bytes", device="gpu",
                     nbytes=host.nbytes, repeats=5)
     d2h.pop("_result", None)
     del dev
-    from ..synth import open_dataset, write_dataset
     tmp = Path(tempfile.mkdtemp(dir=paths.cache_dir()))
     try:
         n = (1 << 16) if tiny else (1 << 21)
@@ -198,8 +205,6 @@ def synth(b: Bench, counts: list[int]) -> None:
 
 # --------------------------------------------------------------------------- straddles
 def straddles(b: Bench, counts: list[int]) -> None:
-    from ..straddles import backtest, build_schedule, core, load_market
-    from ..straddles.schedule import asset_days
     tiny = b.tiny
     tenor, per_month = 63, 8
     n_assets = 3 if tiny else 435      # 435 x 2,304 = 1,002,240 straddles
@@ -229,7 +234,6 @@ def straddles(b: Bench, counts: list[int]) -> None:
     b.note("gpu", "not measured: " + gpu_status()[1])
     if not gpu_available():
         return
-    from ..straddles.gpu import device_throughput
     p, v, _, s = asset_days(store, big)
     r = device_throughput(p, v, s, tenor)
     dk = b.add_case(f"cupy kernels, rows in device memory, {len(big):,} straddles",
@@ -260,7 +264,7 @@ def straddles(b: Bench, counts: list[int]) -> None:
                    lambda: backtest(store, big, impl="cupy", device="gpu", output="summary",
                                     progress=False),
                    impl="cupy", size=rows, unit="straddle-days", device="gpu", repeats=3)
-    sa, sb = cs.pop("_result").summary(), gs.pop("_result").summary()
+    sa, sb = cs.pop("_result").summary, gs.pop("_result").summary
     try:
         core.compare_rows(sb, sa, rtol=1e-12)
         ok = True
@@ -284,7 +288,6 @@ def straddles(b: Bench, counts: list[int]) -> None:
 def waves(b: Bench, counts: list[int]) -> None:
     import pandas as pd
 
-    from ..waves import as_store as _as_store, load_source, scan
     tiny = b.tiny
     bars = 2000
     n_sym = 4 if tiny else 500
@@ -324,7 +327,6 @@ def waves(b: Bench, counts: list[int]) -> None:
     g = b.measure(f"every start bar, {n_sym} x {bars}, GPU", lambda: scan(
         store, up_to=15, top_k=10, device="gpu", progress=False), impl="cupy",
         size=n_sym * bars, unit="start bars", device="gpu", repeats=3, max_seconds=30)
-    from ..waves import gpu as wgpu
     b.note("gpu_stages_s", stage_times(wgpu, ["flatten", "search_batch"], lambda: scan(
         store, up_to=15, top_k=10, device="gpu", progress=False)))
     a, d = cpu.pop("_result"), g.pop("_result")
@@ -346,7 +348,6 @@ def waves(b: Bench, counts: list[int]) -> None:
 
 # --------------------------------------------------------------------------- marketsim
 def marketsim(b: Bench, counts: list[int]) -> None:
-    from .. import marketsim as ms
     tiny = b.tiny
     sims = 10 if tiny else 70
     n_sym = 4 if tiny else 500
@@ -368,13 +369,12 @@ def marketsim(b: Bench, counts: list[int]) -> None:
     b.note("gpu", "not measured: " + gpu_status()[1])
     if not gpu_available():
         return
-    from ..marketsim import gpu
-    b.note("gpu_warmup_s", gpu.warmup())
+    b.note("gpu_warmup_s", mgpu.warmup())
     g = b.measure(f"{n_sym} symbols x {sims} sims, GPU", lambda: ms.run(
         frames, impl="cupy", device="gpu", warm_up=False, progress=False, simulations=sims),
         impl="cupy", size=n_sym * sims, unit="symbol-sims", device="gpu", repeats=3,
         max_seconds=30)
-    b.note("gpu_stages_s", stage_times(gpu, ["percent_changes", "ar_fit",
+    b.note("gpu_stages_s", stage_times(mgpu, ["percent_changes", "ar_fit",
                                              "bootstrap_forecasts", "evaluate_windows"],
                                        lambda: ms.run(frames, impl="cupy", device="gpu",
                                                       warm_up=False, progress=False,
@@ -402,7 +402,6 @@ def marketsim(b: Bench, counts: list[int]) -> None:
 
 # --------------------------------------------------------------------------- walkforward
 def walkforward(b: Bench, counts: list[int]) -> None:
-    from .. import walkforward as wf
     n = 4 if b.tiny else 10     # the synthetic source's 10 assets
     kw = dict(model="random_forest", n_estimators=5 if b.tiny else 30, progress=False)
 

@@ -860,8 +860,8 @@ def test_walk_decisions_never_see_the_day_they_trade(frames, impl):
 # ------------------------------------------------------------------ tomorrow
 def test_next_order_by_hand():
     c, h, l = 0.004, 0.02, -0.01
-    assert oos.next_order("simple", c, h, l, False) == (1, "close", 0.0, pytest.approx(np.nan,
-                                                                                        nan_ok=True))
+    p, entry, level, tp = oos.next_order("simple", c, h, l, False)
+    assert (p, entry, level) == (1, "close", 0.0) and math.isnan(tp)  # exit at the close
     assert oos.next_order("simple", -c, h, l, True)[0] == 0            # long-only: no short
     assert oos.next_order("all_signals", c, h, l, False)[0] == 0        # the low is < 0
     assert oos.next_order("entry_takeprofit", c, h, l, False)[:4] == (1, "close", 0.0, h)

@@ -32,6 +32,10 @@ Where things are (the shape every workload shares):
 - ``space.py``      the sample space of a market and the random draws
 - ``dataset.py``    :func:`write_dataset`, :func:`open_dataset`, :func:`dataset_digest`;
   ``store.py`` the on-disk layout, part writer and :class:`BatchLoader`; ``batch.py`` a batch
+- ``labels.py``     the labels (``forward_return``, ``sign``, ``triple_barrier``) per key
+- ``splits.py``     leakage-free date splits with an embargo (``splits=``, ``embargo=``)
+- ``loader.py``     :func:`loader`, the training loader (per-epoch shuffle, shards, prefetch,
+  DLPack-ready arrays)
 - ``results.py``    :class:`RunResult` (frame, metrics, headline) and :class:`SampleSet`;
   ``plots.py`` the notebook's figures; ``bench.py`` the benchmark cases
 """
@@ -40,10 +44,13 @@ from .api import (before_after, compare_impls, draw_config, generate, market, ru
 from .batch import Batch
 from .dataset import WriteResult, dataset_digest, open_dataset, write_dataset
 from .engines import ENGINES, build_samples, resolve_impl
+from .labels import LABELS, LabelSpec, label_spec
+from .loader import Loader, loader
 from .params import (CHUNK, DASK_CHUNK, DEFAULTS, IMPLS, N_BARS, N_MAX, check_params,
                      default_chunk_size)
 from .results import RunResult, SampleSet, samples_frame
 from .space import BLOCK, DrawConfig, SampleSpace
+from .splits import split_frames
 from .store import BatchLoader, SynthDataset
 from .xp import SAMPLE_COLUMNS
 
@@ -52,4 +59,5 @@ __all__ = ["run", "warm_up", "compare_impls", "before_after", "check_params", "m
            "dataset_digest", "build_samples", "resolve_impl", "ENGINES", "SampleSpace",
            "SampleSet", "samples_frame", "SynthDataset", "BatchLoader", "Batch",
            "DrawConfig", "RunResult", "WriteResult", "IMPLS", "DEFAULTS", "BLOCK", "CHUNK",
-           "DASK_CHUNK", "N_BARS", "N_MAX", "SAMPLE_COLUMNS", "default_chunk_size"]
+           "DASK_CHUNK", "N_BARS", "N_MAX", "SAMPLE_COLUMNS", "default_chunk_size",
+           "loader", "Loader", "LABELS", "LabelSpec", "label_spec", "split_frames"]

@@ -6,7 +6,9 @@ table, built on :func:`compare_impls`); also the pieces a caller composes: :func
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -22,10 +24,13 @@ from ..device import gpu_available, gpu_name
 from ..params import as_float, as_int
 from .dataset import write_dataset
 from .engines import ENGINES, WHOLE_RANGE, build_samples, resolve_impl
+from .labels import DEFAULT as DEFAULT_LABEL
+from .labels import LabelSpec
 from .nb import gather_rows_par_nb
-from .params import N_BARS, N_MAX, SYMBOLS_SYNTHETIC, check_params
+from .params import N_BARS, N_MAX, SYMBOLS_SYNTHETIC, check_params, label_of
 from .results import RunResult, SampleSet
 from .space import Draws, DrawConfig, SampleSpace
+from .splits import allocate, split_frames, split_seed
 
 
 # --------------------------------------------------------------------------- the market
@@ -76,15 +81,16 @@ def draw_config(seed: int, equity_min: float = 1e4, equity_max: float = 1e6,
 
 # --------------------------------------------------------------------------- in memory
 def _chunk_samples(args: tuple, space: SampleSpace) -> tuple[dict, np.ndarray | None]:
-    cfg, impl, start, stop, with_windows = args
-    return build_samples(impl, space, Draws(cfg, space.n_keys).take(start, stop), with_windows)
+    cfg, impl, start, stop, with_windows, label = args
+    return build_samples(impl, space, Draws(cfg, space.n_keys).take(start, stop), with_windows,
+                         label=label)
 
 
 def generate(n: int, space: SampleSpace, seed: int = 0, *, impl: str = "auto",
              device: str = "auto", materialize: bool = True, n_jobs: int = 1,
              backend: str = "sequential", chunk_size: int = 1 << 19,
              scheduler: str | None = "local", start: int = 0,
-             cfg: DrawConfig | None = None) -> SampleSet:
+             cfg: DrawConfig | None = None, label: LabelSpec = DEFAULT_LABEL) -> SampleSet:
     """Samples ``start .. start+n-1`` in memory (for tests, plots and moderate n).
 
     Chunks of ``chunk_size`` samples are built by ``impl`` over the parallel layer; an
@@ -98,9 +104,10 @@ def generate(n: int, space: SampleSpace, seed: int = 0, *, impl: str = "auto",
     cfg = cfg or draw_config(seed)
     whole = WHOLE_RANGE.get(impl) if backend in ("sequential", "threads") else None
     if whole is not None:
-        cols, ohlcv = whole(space, cfg, start, start + n, parallel.resolve_n_jobs(n_jobs))
+        cols, ohlcv = whole(space, cfg, start, start + n, parallel.resolve_n_jobs(n_jobs),
+                            label)
     else:
-        tasks = [(cfg, impl, start + a, start + b, True)
+        tasks = [(cfg, impl, start + a, start + b, True, label)
                  for a, b in parallel.chunk_bounds(n, chunk_size)]
         parts = parallel.pmap(_chunk_samples, tasks, backend=backend, n_jobs=n_jobs,
                               scheduler=scheduler, progress=False, shared=(space,))
@@ -119,10 +126,14 @@ def generate(n: int, space: SampleSpace, seed: int = 0, *, impl: str = "auto",
 def run(progress: bool | None = None, scheduler: str | None = "local", n_bars: int = N_BARS,
         **params: Any) -> RunResult:
     """The notebook's entry: validate, build the market's sample space, write the dataset
-    (normalized or materialized) to ``output_dir/dataset``."""
+    (normalized or materialized) to ``output_dir/dataset``; with ``splits``, one dataset per
+    split at ``output_dir/<split>`` (:mod:`.splits`; the result's figures are the first
+    split's, ``result.splits`` holds each)."""
     p = check_params(**params)
     scheduler = parallel.check_scheduler(scheduler)
     impl, device = resolve_impl(p["impl"], p["device"])
+    if p["splits"] is not None:
+        return _run_splits(p, impl, device, progress, scheduler, n_bars)
     t0 = time.perf_counter()
     space = sample_space(p["source"], p["symbols"], p["seed"], p["lookback"], p["horizon"],
                          n_bars=n_bars, start=p["start"], end=p["end"], adjust=p["adjust"])
@@ -135,9 +146,49 @@ def run(progress: bool | None = None, scheduler: str | None = "local", n_bars: i
     w = write_dataset(out / "dataset", p["n"], space, cfg, impl=impl,
                       materialize=p["materialize"], fmt=p["file_format"],
                       chunk_size=p["chunk_size"], n_jobs=p["n_jobs"], backend=p["backend"],
-                      scheduler=scheduler, progress=progress)
+                      scheduler=scheduler, progress=progress, label=label_of(p))
     return RunResult(params=p, impl=impl, device=device, space=space, cfg=cfg, write=w,
                      market_seconds=t_market, warm_up_seconds=t_warm)
+
+
+def _run_splits(p: dict, impl: str, device: str, progress: bool | None,
+                scheduler: str | None, n_bars: int) -> RunResult:
+    """:func:`run` with ``splits``: a space per split (:func:`.splits.split_frames`), ``n``
+    shared by keys, each split written under one temp folder and moved into place only when
+    every split is complete (a failed run leaves no split and keeps the previous ones)."""
+    t0 = time.perf_counter()
+    frames = market(p["source"], p["symbols"], seed=p["seed"], n_bars=n_bars, start=p["start"],
+                    end=p["end"], adjust=p["adjust"])
+    parts, table = split_frames(frames, p["splits"], p["lookback"], p["horizon"], p["embargo"])
+    spaces = {s: SampleSpace.build(f, p["lookback"], p["horizon"]) for s, f in parts.items()}
+    t_market = time.perf_counter() - t0
+    ns = allocate(p["n"], {s: sp.n_keys for s, sp in spaces.items()})
+    out = paths.resolve_output_dir(p["output_dir"])
+    label = label_of(p)
+    results: dict[str, RunResult] = {}
+    first = next(iter(spaces))
+    t0 = time.perf_counter()
+    warm_up(impl, spaces[first], draw_config(p["seed"]), p["backend"], p["n_jobs"], root=out,
+            scheduler=scheduler)
+    t_warm = time.perf_counter() - t0
+    with paths.atomic_dir(out / ".splits", replace=True) as tmp:
+        for s, sp in spaces.items():
+            cfg = draw_config(split_seed(p["seed"], s))
+            w = write_dataset(tmp / s, ns[s], sp, cfg, impl=impl, materialize=p["materialize"],
+                              fmt=p["file_format"], chunk_size=p["chunk_size"],
+                              n_jobs=p["n_jobs"], backend=p["backend"], scheduler=scheduler,
+                              progress=progress, label=label)
+            results[s] = RunResult(params={**p, "n": ns[s]}, impl=impl, device=device,
+                                   space=sp, cfg=cfg, write=w, market_seconds=t_market,
+                                   warm_up_seconds=t_warm)
+        for s in results:  # every split is complete: move each into place
+            with paths.atomic_dir(out / s, replace=True) as dst:
+                os.rmdir(dst)
+                os.rename(tmp / s, dst)
+            results[s].write.path = out / s
+    shutil.rmtree(out / ".splits", ignore_errors=True)
+    head = results[first]
+    return dataclasses.replace(head, params=p, splits=results, split_table=table)
 
 
 def warm_up(impl: str, space: SampleSpace, cfg: DrawConfig, backend: str = "sequential",

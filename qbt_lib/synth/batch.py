@@ -37,7 +37,8 @@ def list_values(col: pa.Array | pa.ChunkedArray, lookback: int) -> np.ndarray:
 def batch_columns(rb: pa.RecordBatch | pa.Table, symbols: list[str]) -> dict:
     """Samples columns of an Arrow batch as NumPy arrays (symbol as codes into ``symbols``)."""
     out = {}
-    for name in SAMPLE_COLUMNS:
+    names = SAMPLE_COLUMNS + (("label",) if "label" in rb.schema.names else ())
+    for name in names:
         col = rb.column(name)
         if isinstance(col, pa.ChunkedArray):
             col = col.combine_chunks()

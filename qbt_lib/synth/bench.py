@@ -11,7 +11,8 @@ Cases (full size; ``--quick`` shrinks each so the whole run takes < 60 s):
   * materialized to disk, Parquet and Arrow IPC: pyarrow writing the already-built table
     alone ("raw") against the whole pipeline (generation overlapped with writing), 1 and 2
     writers; plus an encoding study (bytes per row and encode CPU per row);
-  * the batch loader: normalized store (gather) vs reading materialized rows;
+  * the batch loader: normalized store (gather) vs reading materialized rows; the training
+    loader (shuffled per epoch, prefetched) in GB/s against the copy bandwidth;
   * GPU (only where a usable GPU is found): the gather+scale kernel into device memory,
     its array-generic fallback, and the loader feeding device batches.
 """
@@ -41,6 +42,7 @@ from . import gpu, reference
 from .api import draw_config, market, sample_space
 from .dataset import open_dataset, write_dataset
 from .engines import build_samples
+from .loader import loader as train_loader
 from .nb import gather_scale_par_nb
 from .space import Draws
 from .store import PartWriter, parquet_options, rows_per_batch, rows_schema, to_record_batch
@@ -430,6 +432,23 @@ def _loader(bench: Bench, space, cfg, tmp: Path) -> None:
             return sum(len(b) for b in ds.loader(batch_size=65536, reuse_buffers=reuse))
         bench.measure(f"loader: {label}", it, impl="numba", size=n, unit="samples",
                       nbytes=n * row_bytes)
+    # the training loader (issue #16): a new permutation per epoch, batch-first windows and
+    # the columns as fresh DLPack-ready arrays, built in a background thread; its bytes
+    # delivered per second against the machine's copy bandwidth (bw_fraction)
+    col_bytes = 4 + 4 + 8 + 8 + 8 + 1 + 8
+    for name, label in (("ld-norm", "normalized store"), ("ld-mat-ipc", "materialized IPC")):
+        tl = train_loader(open_dataset(tmp / name), batch_size=65536, seed=0)
+        tl.batch(np.arange(8))  # tables loaded once, outside the timing
+
+        def it(tl=tl) -> int:
+            tl.set_epoch(tl.epoch + 1)
+            return sum(len(b["window"]) for b in tl)
+        c = bench.measure(f"train loader: {label}, shuffled, prefetch 2", it, impl="numpy",
+                          size=n, unit="samples", nbytes=n * (row_bytes + col_bytes),
+                          note="bytes of the batches delivered / s vs the copy bandwidth")
+        if name == "ld-norm":
+            bench.headline["train_loader_GBps"] = c.get("GBps")
+            bench.headline["train_loader_bw_fraction"] = c.get("bw_fraction")
 
 
 # --------------------------------------------------------------------------- GPU

@@ -23,6 +23,8 @@ from ..machine import peak_rss_mb
 from ..params import as_int, one_of
 from . import store
 from .engines import ENGINES, resolve_impl
+from .labels import DEFAULT as DEFAULT_LABEL
+from .labels import LabelSpec
 from .params import FORMATS, N_MAX
 from .space import ACTIONS, FIELDS, DrawConfig, SampleSpace
 from .store import PartStats, PartTask, SynthDataset, write_part
@@ -58,12 +60,14 @@ def write_dataset(path: str | os.PathLike, n: int, space: SampleSpace, cfg: Draw
                   impl: str = "numba", materialize: bool = False, fmt: str = "parquet",
                   chunk_size: int = 1 << 19, n_jobs: int = 1, backend: str = "sequential",
                   scheduler: str | None = "local", progress: bool | None = None,
-                  compression: str | None = None) -> WriteResult:
+                  compression: str | None = None, label: LabelSpec = DEFAULT_LABEL
+                  ) -> WriteResult:
     """Stream n samples to a dataset directory at ``path`` (see :mod:`qbt_lib.synth.store`).
 
     Chunk c (samples ``[c*chunk_size, (c+1)*chunk_size)``) becomes part file c, written by
     one task of the parallel layer; normalized datasets then get the windows of every
     (symbol, idx) drawn. The directory appears only when complete (temp dir + rename).
+    ``label``: a class label (:mod:`.labels`) adds an int8 ``label`` column to the samples.
     """
     n = as_int("n", n, min=1, max=N_MAX)
     chunk_size = as_int("chunk_size", chunk_size, min=1)
@@ -102,7 +106,8 @@ def write_dataset(path: str | os.PathLike, n: int, space: SampleSpace, cfg: Draw
         (tmp / table).mkdir()
         # tasks carry no space: it travels once per run (``shared``: on Dask, scattered to
         # every worker in memory, so workers need not see this machine's cache)
-        tasks = [PartTask(None, cfg, impl, table, c, a, b, str(tmp / table), fmt, compression)
+        tasks = [PartTask(None, cfg, impl, table, c, a, b, str(tmp / table), fmt, compression,
+                          label=label)
                  for c, (a, b) in enumerate(chunks)]
         for st in parallel.imap(_write_part_task, tasks, backend=backend, n_jobs=n_jobs,
                                 scheduler=scheduler, progress=progress,
@@ -135,6 +140,8 @@ def write_dataset(path: str | os.PathLike, n: int, space: SampleSpace, cfg: Draw
             "space_key": space.key, "fields": list(FIELDS), "actions": list(ACTIONS),
             "tables": ["samples", "windows"] if not materialize else ["rows"],
         }
+        if label.has_column:  # (absent for the default: today's meta.json, byte for byte)
+            meta["label"] = label.as_dict()
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         if client is not None:
             with contextlib.suppress(Exception):

@@ -3,7 +3,8 @@
 The step: the samples columns and the (5, m, lookback) float32 windows of some draws (at least
 their ``key``; without equity/position/action, as for the windows table, only the per-key
 columns are built). :data:`ENGINES` maps each ``impl`` to a function
-``(space, draws, with_windows=True, out=None) -> (columns, windows or None)``:
+``(space, draws, with_windows=True, out=None, label=DEFAULT) -> (columns, windows or None)``
+(``label``: a class label adds an int8 ``label`` column, see :mod:`.labels`):
 ``reference`` (:mod:`.reference`, one Python iteration per sample), ``numpy``
 (:mod:`.xp` on NumPy), ``numba`` (:mod:`.nb`'s fused gather+scale) and ``cupy``
 (:mod:`.gpu`). ``out`` is a preallocated (5, >= m, lookback) float32 buffer to fill (its
@@ -29,6 +30,8 @@ from ..device import dispatch
 from . import gpu, reference
 from . import params as synth_params
 from . import xp as xpk
+from .labels import DEFAULT as DEFAULT_LABEL
+from .labels import LabelSpec, key_classes
 from .nb import gather_scale_nb, gather_scale_par_nb
 from .space import Draws, DrawConfig, SampleSpace
 
@@ -40,16 +43,25 @@ def _windows_buffer(space: SampleSpace, m: int, out: np.ndarray | None) -> np.nd
             else np.empty((5, m, space.lookback), np.float32))
 
 
+def _add_label(cols: dict, space: SampleSpace, draws: dict, label: LabelSpec,
+               impl: str) -> dict:
+    """A class label (``label`` column, int8) gathered from the per-key table that
+    ``impl``'s kernel computed (:func:`.labels.key_classes`); samples only, not windows."""
+    if label.has_column and "equity" in draws:
+        cols["label"] = np.take(key_classes(space, label, impl), np.asarray(draws["key"]))
+    return cols
+
+
 def build_reference(space: SampleSpace, draws: dict, with_windows: bool = True,
-                    out: np.ndarray | None = None) -> Built:
-    return reference.build_samples(space, draws, with_windows)
+                    out: np.ndarray | None = None, label: LabelSpec = DEFAULT_LABEL) -> Built:
+    return reference.build_samples(space, draws, with_windows, label)
 
 
 def build_numpy(space: SampleSpace, draws: dict, with_windows: bool = True,
-                out: np.ndarray | None = None) -> Built:
+                out: np.ndarray | None = None, label: LabelSpec = DEFAULT_LABEL) -> Built:
     tables = space.tables()
     key = np.asarray(draws["key"], np.int64)
-    cols = xpk.sample_columns(np, tables, draws)
+    cols = _add_label(xpk.sample_columns(np, tables, draws), space, draws, label, "numpy")
     if not with_windows:
         return cols, None
     ohlcv = _windows_buffer(space, len(key), out)
@@ -59,10 +71,10 @@ def build_numpy(space: SampleSpace, draws: dict, with_windows: bool = True,
 
 
 def build_numba(space: SampleSpace, draws: dict, with_windows: bool = True,
-                out: np.ndarray | None = None) -> Built:
+                out: np.ndarray | None = None, label: LabelSpec = DEFAULT_LABEL) -> Built:
     tables = space.tables()
     key = np.asarray(draws["key"], np.int64)
-    cols = xpk.sample_columns(np, tables, draws)
+    cols = _add_label(xpk.sample_columns(np, tables, draws), space, draws, label, "numba")
     if not with_windows:
         return cols, None
     ohlcv = _windows_buffer(space, len(key), out)
@@ -71,8 +83,9 @@ def build_numba(space: SampleSpace, draws: dict, with_windows: bool = True,
 
 
 def build_cupy(space: SampleSpace, draws: dict, with_windows: bool = True,
-               out: np.ndarray | None = None) -> Built:
-    return gpu.build_samples(space, draws, with_windows)
+               out: np.ndarray | None = None, label: LabelSpec = DEFAULT_LABEL) -> Built:
+    cols, ohlcv = gpu.build_samples(space, draws, with_windows)
+    return _add_label(cols, space, draws, label, "cupy"), ohlcv
 
 
 #: impl -> the function building the samples of some draws (the one dispatch table)
@@ -82,12 +95,12 @@ ENGINES: dict[str, Callable[..., Built]] = {
 
 
 def numba_range(space: SampleSpace, cfg: DrawConfig, start: int, stop: int,
-                threads: int) -> Built:
+                threads: int, label: LabelSpec = DEFAULT_LABEL) -> Built:
     """Samples ``[start, stop)`` at once: draws, columns, and the windows by the fused
     ``prange`` kernel on ``threads`` threads."""
     draws = Draws(cfg, space.n_keys).take(start, stop)
     tables = space.tables()
-    cols = xpk.sample_columns(np, tables, draws)
+    cols = _add_label(xpk.sample_columns(np, tables, draws), space, draws, label, "numba")
     ohlcv = np.empty((5, stop - start, space.lookback), np.float32)
     prev = numba.get_num_threads()
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
@@ -113,10 +126,10 @@ def resolve_impl(impl: str = "auto", device: str = "auto") -> tuple[str, str]:
 
 
 def build_samples(impl: str, space: SampleSpace, draws: dict, with_windows: bool = True,
-                  out: np.ndarray | None = None) -> Built:
+                  out: np.ndarray | None = None, label: LabelSpec = DEFAULT_LABEL) -> Built:
     """The samples columns and windows of ``draws`` built by ``impl``, a resolved
     implementation (see the module docstring)."""
     engine = ENGINES.get(impl)
     if engine is None:
         raise ValueError(f"impl must be one of {list(ENGINES)} (resolved), got {impl!r}")
-    return engine(space, draws, with_windows, out)
+    return engine(space, draws, with_windows, out, label)

@@ -81,3 +81,50 @@ def tally_nb(key, action, equity, position, eq_lo, eq_hi, pos_lo, pos_hi, counts
         eq_sum += equity[i]
         pos_sum += position[i]
     return eq_sum, pos_sum
+
+
+# --------------------------------------------------------------------------- labels (per key)
+@njit(cache=True, nogil=True)
+def sign_label_nb(forward_return, threshold, out):
+    """``out[k] = +1 if fr > threshold, -1 if fr < -threshold, else 0`` (the dead zone)."""
+    for k in range(forward_return.shape[0]):
+        r = forward_return[k]
+        out[k] = 1 if r > threshold else (-1 if r < -threshold else 0)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def triple_barrier_nb(close, bar, horizon, vol_window, take_profit, stop_loss, out):
+    """The triple-barrier label of each key (decision bar ``bar[k]``, flat position).
+
+    Entry at ``e = bar - 1`` (the window's last close); ``sigma`` = the sample standard
+    deviation (ddof 1) of the ``vol_window`` simple returns ``close[t]/close[t-1] - 1``,
+    t = e-vol_window+1 .. e (inside the window), summed left to right; then for j = 1 ..
+    horizon, ``ret = close[e+j]/close[e] - 1``: +1 when ``ret >= take_profit*sigma`` (and
+    > 0), -1 when ``ret <= -stop_loss*sigma`` (and < 0), the first touch wins; 0 when the
+    time barrier (j = horizon) comes first. A multiplier of 0 disables that barrier."""
+    for k in range(bar.shape[0]):
+        e = bar[k] - 1
+        s = 0.0
+        for t in range(e - vol_window + 1, e + 1):
+            s += close[t] / close[t - 1] - 1.0
+        mean = s / vol_window
+        ss = 0.0
+        for t in range(e - vol_window + 1, e + 1):
+            d = (close[t] / close[t - 1] - 1.0) - mean
+            ss += d * d
+        sigma = np.sqrt(ss / (vol_window - 1))
+        upper = take_profit * sigma
+        lower = -(stop_loss * sigma)
+        lab = 0
+        c0 = close[e]
+        for j in range(1, horizon + 1):
+            ret = close[e + j] / c0 - 1.0
+            if take_profit > 0.0 and ret > 0.0 and ret >= upper:
+                lab = 1
+                break
+            if stop_loss > 0.0 and ret < 0.0 and ret <= lower:
+                lab = -1
+                break
+        out[k] = lab
+    return out

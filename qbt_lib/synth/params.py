@@ -7,13 +7,18 @@ policy of ``impl="auto"`` (:data:`AUTO_GPU`).
 """
 from __future__ import annotations
 
+import json
 import os
+import re
 from typing import Any
+
+import yaml
 
 from .. import data as _data
 from .. import parallel
 from ..device import DEVICES, IMPLS
 from ..params import AnyOf, Boolean, Check, Interval, Options, check
+from .labels import LABELS, label_spec
 
 N_MAX = 10**10
 N_BARS = 5000          # synthetic history per symbol: ~20 years, like the S&P 500 sample
@@ -32,7 +37,9 @@ WHY_CPU = ""
 DEFAULTS = dict(n=10_000_000, lookback=64, horizon=1, seed=0, source="synthetic",
                 symbols=None, start=None, end=None, adjust=True, n_jobs=-1, backend="threads",
                 device="auto", impl="auto", materialize=False, chunk_size=None,
-                output_dir="outputs/synth", file_format="parquet")
+                output_dir="outputs/synth", file_format="parquet",
+                label="forward_return", label_threshold=0.0, take_profit=1.0, stop_loss=1.0,
+                vol_window=20, splits=None, embargo=None)
 
 
 def default_chunk_size(backend: Any) -> int:
@@ -67,6 +74,48 @@ def _output_dir(name: str, value: Any) -> str:
     return str(value)
 
 
+def _splits(name: str, value: Any) -> dict[str, tuple[str | None, str | None]] | None:
+    """``None`` (one dataset), or ``{split name: (start, end)}`` as a dict or its JSON/YAML
+    text (papermill's ``-p splits '{"train": [...]}'`` is a string); dates as text or
+    None (the data's first/last bar). Returned in date order, dates as ``YYYY-MM-DD``."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in ("", "none", "null"):
+            return None
+        try:
+            value = json.loads(text)
+        except ValueError:
+            try:
+                value = yaml.safe_load(text)
+            except yaml.YAMLError as e:
+                raise ValueError(f"{name} is neither JSON nor YAML: {e}") from None
+    if not isinstance(value, dict) or not value:
+        raise ValueError(f"{name} must be a dict {{name: [start, end]}} (or its JSON/YAML "
+                         f"text), got {value!r}")
+    out = {}
+    for key, rng in value.items():
+        split = str(key)
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", split):
+            raise ValueError(f"{name}: split name {key!r} must be a plain folder name "
+                             "(letters, digits, _ . -)")
+        if not isinstance(rng, (list, tuple)) or len(rng) != 2:
+            raise ValueError(f"{name}[{split!r}] must be [start, end], got {rng!r}")
+        a, b = (_date_text(f"{name}[{split!r}] {w}", v) for w, v in zip(("start", "end"), rng))
+        if a is not None and b is not None and a > b:
+            raise ValueError(f"{name}[{split!r}]: start {a} is after end {b}")
+        out[split] = (a, b)
+    order = sorted(out, key=lambda s: out[s][0] or "")
+    for prev, nxt in zip(order, order[1:]):
+        pa_, pb = out[prev]
+        na, _ = out[nxt]
+        if pb is None or na is None or na <= pb:
+            raise ValueError(f"{name}: splits {prev!r} ({pa_} .. {pb}) and {nxt!r} ({na} .. "
+                             f"{out[nxt][1]}) overlap; give date ranges that do not")
+    return {s: out[s] for s in order}
+
+
 CONSTRAINTS = {
     "n": Interval(int, 1, N_MAX),
     "lookback": Interval(int, 1, 4096),
@@ -85,7 +134,20 @@ CONSTRAINTS = {
     "chunk_size": AnyOf(None, Interval(int, 1, 1 << 30)),
     "output_dir": Check(_output_dir, "a non-empty path"),
     "file_format": Options(FORMATS),
+    "label": Options(LABELS),
+    "label_threshold": Interval(float, 0, 1e6),
+    "take_profit": Interval(float, 0, 1e6),
+    "stop_loss": Interval(float, 0, 1e6),
+    "vol_window": Interval(int, 2, 4095),
+    "splits": Check(_splits, "None, or {name: [start, end]} as a dict or JSON/YAML text"),
+    "embargo": AnyOf(None, Interval(int, 0, 1_000_000)),
 }
+
+
+def label_of(p: dict):
+    """The :class:`~.labels.LabelSpec` of checked parameters."""
+    return label_spec(p["label"], p["label_threshold"], p["take_profit"], p["stop_loss"],
+                      p["vol_window"], lookback=p["lookback"])
 
 
 def check_params(**params: Any) -> dict:
@@ -95,6 +157,9 @@ def check_params(**params: Any) -> dict:
     out = check(params, CONSTRAINTS, DEFAULTS, workload="synth")
     if out["chunk_size"] is None:
         out["chunk_size"] = default_chunk_size(out["backend"])
+    if out["embargo"] is None and out["splits"] is not None:
+        out["embargo"] = out["lookback"] + out["horizon"]
+    label_of(out)  # vol_window against lookback, both barriers off: named here
     # the pairs a user could mean differently are refused here, before any work, rather
     # than resolved silently by the dispatch
     if out["impl"] == "cupy" and out["device"] == "cpu":

@@ -10,12 +10,23 @@ from ..device import to_host
 from .space import ACTIONS
 
 
-def plot_market(frames: Mapping[str, pd.DataFrame], k: int = 6) -> Any:
-    """Close prices of the first ``k`` symbols, rebased to 1."""
+def plot_market(frames: Mapping[str, pd.DataFrame], k: int = 6,
+                splits: Mapping[str, tuple] | None = None) -> Any:
+    """Close prices of the first ``k`` symbols, rebased to 1; ``splits`` (``{name: (start,
+    end)}``, ``None`` ends open) shaded and named on the chart."""
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(10, 3.2))
     for s, f in list(frames.items())[:k]:
         ax.plot(f.index, f["close"] / f["close"].iloc[0], lw=0.8, label=s)
+    if splits:
+        lo = min(f.index[0] for f in frames.values())
+        hi = max(f.index[-1] for f in frames.values())
+        for i, (name, (a, b)) in enumerate(splits.items()):
+            a = lo if a is None else max(lo, pd.Timestamp(a))
+            b = hi if b is None else min(hi, pd.Timestamp(b))
+            ax.axvspan(a, b, color=f"C{i % 10}", alpha=0.12, lw=0)
+            ax.text(a + (b - a) / 2, 0.98, name, transform=ax.get_xaxis_transform(),
+                    ha="center", va="top", fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("close / first close")
     ax.set_title(f"the market: {len(frames)} symbol(s), {len(next(iter(frames.values()))):,} bars")

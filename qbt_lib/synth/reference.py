@@ -17,11 +17,13 @@ import bisect
 import numpy as np
 import pandas as pd
 
+from .labels import DEFAULT as DEFAULT_LABEL
+from .labels import LabelSpec, label_one
 from .space import SampleSpace
 
 
-def build_samples(space: SampleSpace, draws: dict, with_windows: bool = True
-                  ) -> tuple[dict, np.ndarray | None]:
+def build_samples(space: SampleSpace, draws: dict, with_windows: bool = True,
+                  label: LabelSpec = DEFAULT_LABEL) -> tuple[dict, np.ndarray | None]:
     """Samples columns (and (5, m, lookback) float32 windows) of ``draws``, per sample."""
     lookback, horizon = space.lookback, space.horizon
     prices = np.asarray(space.prices)
@@ -37,6 +39,9 @@ def build_samples(space: SampleSpace, draws: dict, with_windows: bool = True
         if name in draws:  # absent when building the windows table
             cols[name] = np.array(draws[name], dt)
     cols["forward_return"] = np.empty(m, np.float64)
+    with_label = label.has_column and "equity" in draws
+    if with_label:
+        cols["label"] = np.empty(m, np.int8)
     windows = np.empty((5, m, lookback), np.float32) if with_windows else None
     for i in range(m):
         k = int(keys[i])
@@ -47,6 +52,8 @@ def build_samples(space: SampleSpace, draws: dict, with_windows: bool = True
         cols["idx"][i] = idx
         cols["date"][i] = dates[bar]
         cols["forward_return"][i] = np.log(close[bar - 1 + horizon] / close[bar - 1])
+        if with_label:
+            cols["label"][i] = label_one(close, bar, horizon, label)
         if windows is None:
             continue
         inv_close = 1.0 / float(close[bar - 1])

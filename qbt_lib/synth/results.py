@@ -19,6 +19,8 @@ import pandas as pd
 from ..device import gpu_name
 from ..metrics import Result
 from .dataset import WriteResult
+from .labels import key_classes
+from .params import label_of
 from .space import ACTIONS, DrawConfig, SampleSpace
 from .store import SynthDataset
 from .xp import SAMPLE_COLUMNS
@@ -80,6 +82,9 @@ class RunResult(Result):
     market_seconds: float
     warm_up_seconds: float = 0.0
     before_after: pd.DataFrame | None = dataclasses.field(default=None, repr=False)
+    #: with ``splits``: each split's own result (in date order) and what each holds per symbol
+    splits: dict | None = dataclasses.field(default=None, repr=False)
+    split_table: pd.DataFrame | None = dataclasses.field(default=None, repr=False)
 
     @property
     def seconds(self) -> float:
@@ -121,11 +126,36 @@ class RunResult(Result):
             ("forward_return mean", f"{lab_mean:+.2e}"),
             ("forward_return std", f"{lab_std:.3e}"),
         ]
+        label = label_of(self.params)
+        if label.has_column:  # the class balance, exact (per-key counts x per-key classes)
+            cls = key_classes(sp, label, self.impl)
+            per = np.bincount(cls.astype(np.int64) + 1, weights=counts, minlength=3)
+            rows += [(f"label {v:+d} ({label.kind})", f"{int(c):,} ({c / w.n:.2%})")
+                     for v, c in zip((-1, 0, 1), per)]
         return pd.DataFrame(rows, columns=["statistic", "value"]).set_index("statistic")
 
     def frame(self) -> pd.DataFrame:
         """The main table: :meth:`summary`."""
         return self.summary()
+
+    def split_frame(self) -> pd.DataFrame | None:
+        """With ``splits``: one row per split (date range asked, first and last bar used
+        over its symbols, symbols, bars, bars embargoed, keys, samples, folder); else None."""
+        if self.splits is None:
+            return None
+        t = self.split_table
+        rows = []
+        for s, r in self.splits.items():
+            u = t[(t["split"] == s) & t["used"]]
+            a, b = self.params["splits"][s]
+            rows.append({"split": s, "start": a, "end": b,
+                         "first_bar": u["first_bar"].min().date(),
+                         "last_bar": u["last_bar"].max().date(), "symbols": len(u),
+                         "bars": int(u["bars"].sum()),
+                         "embargoed": int(t.loc[t["split"] == s, "embargoed"].sum()),
+                         "keys": r.space.n_keys, "samples": r.write.n,
+                         "path": r.write.path.name})
+        return pd.DataFrame(rows).set_index("split")
 
     def label_histogram(self, bins: int = 60) -> tuple[np.ndarray, np.ndarray]:
         """Histogram of forward_return over all samples, exact (per-key counts x labels)."""
@@ -171,6 +201,11 @@ class RunResult(Result):
                "client_peak_rss_mb": w.client_peak_rss_mb,
                **({"worker_peak_rss_mb": w.worker_peak_rss_mb} if w.backend == "dask" else {}),
                "headline": self.headline()}
+        if self.splits is not None:
+            out["splits"] = {s: {"n": r.write.n, "keys": r.space.n_keys,
+                                 "wall_seconds": r.write.seconds, "path": str(r.write.path)}
+                             for s, r in self.splits.items()}
+            out["embargo"] = self.params["embargo"]
         if self.before_after is not None:
             out["before_after"] = self.before_after.reset_index().to_dict(orient="records")
         return out

@@ -34,6 +34,8 @@ from ..params import as_bool, as_int
 from . import gpu
 from .batch import Batch, batch_columns, list_values
 from .engines import build_samples
+from .labels import DEFAULT as DEFAULT_LABEL
+from .labels import LabelSpec
 from .nb import gather_rows_par_nb, tally_nb
 from .space import BLOCK, FIELDS, N_ACTIONS, Draws, DrawConfig, SampleSpace
 
@@ -66,15 +68,17 @@ def _symbol_type() -> pa.DataType:
     return pa.dictionary(pa.int32(), pa.string())
 
 
-def samples_schema() -> pa.Schema:
+def samples_schema(label: bool = False) -> pa.Schema:
+    """The samples columns; ``label=True`` adds the int8 class ``label`` (:mod:`.labels`)."""
     return pa.schema([("symbol", _symbol_type()), ("idx", pa.int32()),
                       ("date", pa.timestamp("ns")), ("equity", pa.float64()),
                       ("position", pa.float64()), ("action", pa.int8()),
-                      ("forward_return", pa.float64())])
+                      ("forward_return", pa.float64()),
+                      *([("label", pa.int8())] if label else [])])
 
 
-def rows_schema(lookback: int) -> pa.Schema:
-    return pa.schema([*samples_schema(),
+def rows_schema(lookback: int, label: bool = False) -> pa.Schema:
+    return pa.schema([*samples_schema(label),
                       *[(f, pa.list_(pa.float32(), lookback)) for f in FIELDS]])
 
 
@@ -111,7 +115,8 @@ def parquet_options(schema: pa.Schema, compression: str | None = None) -> dict:
     window lists (noise, and they cost encode time)."""
     comp = PARQUET_COMPRESSION if compression is None else compression
     names = schema.names
-    dict_cols = [c for c in ("symbol", "idx", "date", "action", "forward_return", "key")
+    dict_cols = [c for c in ("symbol", "idx", "date", "action", "forward_return", "label",
+                             "key")
                  if c in names]
     lists = [c for c in FIELDS if c in names]
     return {"compression": comp or "none",
@@ -160,6 +165,7 @@ class PartTask:
     fmt: str
     compression: str | None = None
     keys: np.ndarray | None = None
+    label: LabelSpec = DEFAULT_LABEL
 
 
 @dataclasses.dataclass
@@ -219,7 +225,8 @@ def write_part(task: PartTask) -> PartStats:
     space, cfg = task.space, task.cfg
     lookback, K = space.lookback, space.n_keys
     symbols = pa.array(space.symbols, pa.string())
-    schema = {"samples": samples_schema(), "rows": rows_schema(lookback),
+    with_label = task.label.has_column
+    schema = {"samples": samples_schema(with_label), "rows": rows_schema(lookback, with_label),
               "windows": windows_schema(lookback)}[task.table]
     step = rows_per_batch(task.table, lookback)
     ranges = [(a, min(a + step, task.stop)) for a in range(task.start, task.stop, step)]
@@ -242,7 +249,7 @@ def write_part(task: PartTask) -> PartStats:
         if sampled:
             d = draws.take(a, b)
             cols, ohlcv = build_samples(task.impl, space, d, task.table == "rows",
-                                        out=buffers[i % 2])
+                                        out=buffers[i % 2], label=task.label)
             cols["_key"] = d["key"]
         else:
             keys = task.keys[a - task.start:b - task.start]
@@ -319,6 +326,9 @@ class SynthDataset:
         self.lookback: int = int(self.meta["lookback"])
         self.symbols: list[str] = list(self.meta["symbols"])
         self.key_offsets = np.asarray(self.meta["key_offsets"], np.int64)
+        #: the label the samples carry (``meta["label"]``; absent: forward_return only)
+        self.label: dict = dict(self.meta.get("label", {"kind": "forward_return"}))
+        self.has_label = self.label["kind"] != "forward_return"
         self._windows: tuple[np.ndarray, np.ndarray] | None = None
 
     def __repr__(self) -> str:
@@ -337,8 +347,9 @@ class SynthDataset:
     def read_table(self, table: str | None = None) -> pa.Table:
         table = table or ("samples" if self.kind == "normalized" else "rows")
         bs = list(self.batches(table))
-        schema = (samples_schema() if table == "samples" else
-                  rows_schema(self.lookback) if table == "rows" else windows_schema(self.lookback))
+        schema = (samples_schema(self.has_label) if table == "samples" else
+                  rows_schema(self.lookback, self.has_label) if table == "rows"
+                  else windows_schema(self.lookback))
         return pa.Table.from_batches(bs, schema=schema) if bs else schema.empty_table()
 
     def windows(self) -> tuple[np.ndarray, np.ndarray]:

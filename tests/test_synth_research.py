@@ -86,6 +86,13 @@ def test_label_kernels_bitwise_equal(space, spec):
     assert set(np.unique(want)) <= {-1, 0, 1}
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: str(s.as_dict()))
+def test_label_kernels_on_the_gpu_equal_the_reference(space, spec):
+    np.testing.assert_array_equal(lb.key_classes(space, spec, "cupy"),
+                                  lb.key_classes(space, spec, "reference"))
+
+
 @pytest.mark.parametrize("spec", SPECS[::2], ids=lambda s: s.kind)
 def test_label_column_same_in_every_impl(space, spec):
     cfg = synth.draw_config(5)

@@ -54,18 +54,23 @@ import pyarrow.parquet as pq
 from .. import data, parallel, paths
 from ..device import resolve_device
 from ..params import as_bool, as_float, as_int, one_of
-from . import core
+from . import core, dataset, portfolio, structures, structures_ref
 from .core import ROW_COLUMNS, SIDES, compare_rows, day_tables, rows_table, summary_table
+from .dataset import LAYOUTS, open_dataset
+from .layout import row_offsets
 from .market import (build_store, check_store, clean_frames, data_years, load_market,
                      market_frames,
                      select_assets, sp500_frames, synthetic_frames)
 from .schedule import Schedule, asset_days, build_schedule
+from .spec import EXIT_REASONS, SEED, STRUCTURES, Spec
+from .spec import parse as parse_spec
 
 __all__ = ["IMPLS", "OUTPUTS", "Backtest", "Schedule", "backtest", "build_schedule",
            "build_store", "clean_frames", "compare_rows", "market_frames", "load_market",
            "data_years",
            "reference_backtest", "run", "select_assets", "sp500_frames", "synthetic_frames",
-           "value_path", "warm_up", "compare_impls"]
+           "value_path", "warm_up", "compare_impls", "Spec", "STRUCTURES", "EXIT_REASONS",
+           "LAYOUTS", "open_dataset", "parse_spec", "portfolio"]
 
 IMPLS = ("reference", "numpy", "numba", "cupy")
 OUTPUTS = ("table", "summary", "parquet")
@@ -94,6 +99,10 @@ class Backtest:
     path: Path | None = None
     seconds: float = 0.0
     _summary: pa.Table | None = field(default=None, repr=False)
+    spec: Spec = SEED               # structure, costs, exit (``spec.py``)
+    layout: str = "rows"            # output="parquet": "rows" | "normalized" (``dataset.py``)
+    dates: np.ndarray | None = field(default=None, repr=False)  # the store's days (int64 ns)
+    _n_rows: int | None = field(default=None, repr=False)
 
     @property
     def n_straddles(self) -> int:
@@ -101,7 +110,28 @@ class Backtest:
 
     @property
     def n_rows(self) -> int:
-        return self.schedule.straddle_days
+        """Straddle-days valued and kept (fewer than the schedule's when exits close
+        straddles before expiry)."""
+        return self.schedule.straddle_days if self._n_rows is None else self._n_rows
+
+    def dataset(self) -> dataset.Dataset:
+        """The Parquet dataset of ``output="parquet"`` (either layout), for reading back."""
+        if self.path is None:
+            raise ValueError("no dataset: output='parquet' writes one")
+        return open_dataset(self.path)
+
+    def portfolio(self, normalize: str = "premium") -> pd.DataFrame:
+        """The daily mark-to-market book of all open positions (``portfolio.daily_book``):
+        P&L netted by date, normalized per straddle by its premium or its notional."""
+        if self.rows is not None:
+            parts = [self.rows]
+        elif self.path is not None:
+            parts = self.dataset().iter_parts()
+        else:
+            raise ValueError("the daily book needs the rows: output='table' or 'parquet' "
+                             "(output='summary' keeps only one row per straddle)")
+        return portfolio.daily_book(parts, self.dates, hedge=self.params["hedge"],
+                                    normalize=normalize)
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -120,7 +150,7 @@ class Backtest:
         if self.rows is not None:
             return self.rows.to_pandas()
         if self.path is not None:
-            return pq.read_table(self.path / "rows").to_pandas()
+            return self.dataset().read().to_pandas()
         raise ValueError("the rows were not kept (output='summary')")
 
     def straddle(self, straddle_id: int) -> pd.DataFrame:
@@ -130,10 +160,16 @@ class Backtest:
         if pos >= len(self.schedule) or self.schedule.straddle_id[pos] != sid:
             raise ValueError(f"straddle_id {sid} was not valued (skipped or not scheduled)")
         n1 = self.schedule.days
+        if self.rows is not None and not self.spec.is_seed:  # rows up to each exit day
+            off = row_offsets(self._summary["exit_day"].to_numpy(),
+                                         len(self.schedule), self.schedule.tenor, True)
+            return self.rows.slice(int(off[pos]), int(off[pos + 1] - off[pos])).to_pandas()
         if self.rows is not None:
             return self.rows.slice(pos * n1, n1).to_pandas()
         if self.path is None:
             raise ValueError("the rows were not kept (output='summary')")
+        if self.layout == "normalized":
+            return self.dataset().straddle(sid)
         import pyarrow.dataset as ds
         t = ds.dataset(self.path / "rows", format="parquet").to_table(
             filter=ds.field("straddle_id") == sid)
@@ -158,6 +194,7 @@ class _Job:
     out: dict | None = None         # "into": views of the caller's row arrays
     tmpdir: str | None = None       # "parquet": where to write the part files
     summ_out: dict | None = None    # in-process workers: views of the summary arrays
+    layout: str = "rows"            # "parquet": full rows, or the normalized day columns
 
 
 _local = threading.local()
@@ -223,14 +260,18 @@ def _run_job(job: _Job, store: data.PriceStore | None = None):
                 parts.append(core.summary_arrays(sub, dates_ns, price, st, ev, xv, s_pnl,
                                                  s_hedge))
                 if job.mode == "parquet":
-                    table = rows_table(out, sched.assets)
+                    normalized = job.layout == "normalized"
+                    table = (dataset.day_table(out) if normalized else
+                             rows_table(out, sched.assets))
                     if writer is None:
                         # a temp name, renamed to the chunk's fixed name when complete: a
                         # chunk recomputed after its worker was lost is harmless
                         final = Path(job.tmpdir) / f"part-{job.chunk:06d}.parquet"
                         part_tmp = final.with_name(
                             f"{final.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-                        writer = pq.ParquetWriter(part_tmp, table.schema, **PARQUET_OPTIONS)
+                        writer = pq.ParquetWriter(part_tmp, table.schema,
+                                                  **(dataset.DAY_PARQUET_OPTIONS if normalized
+                                                     else PARQUET_OPTIONS))
                     writer.write_table(table)
             if writer is not None:
                 writer.close()
@@ -279,18 +320,28 @@ def backtest(store: data.PriceStore, schedule: Schedule, *, rate: float = 0.0,
              device: str = "auto", n_jobs: int = 1, backend: str = "threads",
              scheduler: str | None = "local", chunk_size: int = DEFAULT_CHUNK,
              output: str = "table", path: str | os.PathLike | None = None,
-             progress: bool | None = None) -> Backtest:
+             progress: bool | None = None, structure: str = "straddle", wing: Any = None,
+             spread: Any = None, hedge_cost_bps: float = 0.0, exit: str = "expiry",
+             layout: str = "rows") -> Backtest:
     """Value every straddle of ``schedule`` on every day of its life.
 
     ``output``: ``"table"`` keeps all rows in memory (``Backtest.rows``, an Arrow table);
     ``"summary"`` values every row but keeps only the per-straddle summary (memory bounded
     by the chunk size); ``"parquet"`` streams the rows to a Parquet dataset at ``path``
-    (``rows/`` and ``summary/`` part files, written to a temp dir renamed when complete).
+    (``rows/`` and ``summary/`` part files, written to a temp dir renamed when complete;
+    ``layout="normalized"``: ``days/`` with only the day columns, ``market/`` once, see
+    ``dataset.py``; read back with ``Backtest.frame()``/``open_dataset``).
     ``impl="reference"`` always runs in one piece, sequentially: it is the "before".
+
+    ``structure``, ``wing``, ``spread``, ``hedge_cost_bps``, ``exit``: what is traded and
+    how it is closed (``spec.py``); their defaults are the seed's straddle, whose rows they
+    leave unchanged.
     """
     (rate, side_name, hedge, impl, device, n_jobs, backend, chunk_size,
      output) = _check_params(rate, side, hedge, impl, device, n_jobs, backend, chunk_size,
                              output)
+    spec = parse_spec(structure, wing, spread, hedge_cost_bps, exit)
+    layout = one_of("layout", layout, LAYOUTS)
     check_store(store)
     if not isinstance(schedule, Schedule):
         raise ValueError(f"schedule must be a Schedule, got {type(schedule).__name__}")
@@ -299,15 +350,27 @@ def backtest(store: data.PriceStore, schedule: Schedule, *, rate: float = 0.0,
         resolve_device(device)  # device='gpu' without a GPU raises here, once
     params = {"rate": rate, "side": side_name, "hedge": hedge, "impl": impl, "device": device,
               "n_jobs": n_jobs, "backend": backend, "chunk_size": chunk_size,
-              "output": output, "tenor": schedule.tenor}
+              "output": output, "tenor": schedule.tenor, **spec.params()}
+    if output == "parquet":
+        params["layout"] = layout
     t0 = time.perf_counter()
+    done = dict(spec=spec, layout=layout, dates=store.dates.asi8)
+    if not spec.is_seed:  # structures, costs, exits: structures.py
+        rows, summ, n_rows, final = structures.run(
+            store, schedule, spec, rate=rate, side=side_v, hedge=hedge, impl=impl,
+            device=device, n_jobs=n_jobs, backend=backend, scheduler=scheduler,
+            chunk_size=chunk_size, output=output, path=path, layout=layout,
+            progress=progress, params=params)
+        return Backtest(schedule, params, rows=rows, path=final,
+                        seconds=time.perf_counter() - t0, _summary=summ, _n_rows=n_rows,
+                        **done)
     if impl == "reference":
         if output == "parquet":
             raise ValueError("output='parquet' streams chunks; the reference runs in one "
                              "piece: use impl='numpy' or 'numba' to stream")
         rows, summ = reference_backtest(store, schedule, rate=rate, side=side_name, hedge=hedge)
         return Backtest(schedule, params, rows=rows if output == "table" else None,
-                        seconds=time.perf_counter() - t0, _summary=summ)
+                        seconds=time.perf_counter() - t0, _summary=summ, **done)
     bounds = parallel.chunk_bounds(len(schedule), chunk_size)
     eff_backend, _ = parallel.effective_backend(backend, n_jobs, len(bounds))
     in_process = eff_backend in ("sequential", "threads")
@@ -320,19 +383,20 @@ def backtest(store: data.PriceStore, schedule: Schedule, *, rate: float = 0.0,
             views = ({k: v[lo * n1:hi * n1] for k, v in out.items()} if out is not None
                      else None)
             yield _Job(None, schedule.take(lo, hi), c, impl, device, rate, side_v, hedge,
-                       mode, views, tmpdir)
+                       mode, views, tmpdir, layout=layout)
 
     if output == "parquet":
         if path is None:
             raise ValueError("output='parquet' needs path= (the dataset directory)")
         local = paths.local_path(path, "path")  # a path or a file:// URI
         final = paths.resolve_output_dir(local.parent) / local.name
+        sub = "days" if layout == "normalized" else "rows"
         with paths.atomic_dir(final, replace=True) as tmp:
-            (tmp / "rows").mkdir()
+            (tmp / sub).mkdir()
             (tmp / "summary").mkdir()
             n = 0
             summary_writer = None
-            tasks = list(jobs("parquet", tmpdir=str(tmp / "rows")))
+            tasks = list(jobs("parquet", tmpdir=str(tmp / sub)))
             try:  # workers write the rows; the summary (1/64 of it) is written here, in order
                 for n_rows, summ in parallel.imap(_run_job, tasks, **kw):
                     n += n_rows
@@ -344,12 +408,18 @@ def backtest(store: data.PriceStore, schedule: Schedule, *, rate: float = 0.0,
             finally:
                 if summary_writer is not None:
                     summary_writer.close()
-            for stray in (tmp / "rows").glob("*.tmp"):  # from a chunk whose worker was lost
+            for stray in (tmp / sub).glob("*.tmp"):  # from a chunk whose worker was lost
                 stray.unlink(missing_ok=True)
+            if layout == "normalized":
+                dataset.write_market(tmp, store, schedule)
             (tmp / "meta.json").write_text(json.dumps(
                 {**params, "n_straddles": len(schedule), "n_rows": n,
-                 "assets": schedule.assets, "skipped": len(schedule.skipped)}))
-        return Backtest(schedule, params, path=final, seconds=time.perf_counter() - t0)
+                 "assets": schedule.assets, "skipped": len(schedule.skipped),
+                 "layout": layout, "parts": [[lo, hi] for lo, hi in bounds],
+                 "day_columns": list(dataset.DAY_COLUMNS) if layout == "normalized"
+                 else None}))
+        return Backtest(schedule, params, path=final, seconds=time.perf_counter() - t0,
+                        **done)
 
     # the summary goes straight into its final arrays: workers in this process write their
     # slice; results from worker processes are placed as they arrive
@@ -376,7 +446,7 @@ def backtest(store: data.PriceStore, schedule: Schedule, *, rate: float = 0.0,
     return Backtest(schedule, params,
                     rows=rows_table(out, schedule.assets) if out is not None else None,
                     seconds=time.perf_counter() - t0,
-                    _summary=summary_table(summ, schedule.assets))
+                    _summary=summary_table(summ, schedule.assets), **done)
 
 
 # --------------------------------------------------------------------------- reference
@@ -426,10 +496,11 @@ def reference_tables(res: dict, assets: list[str]) -> tuple[pa.Table, pa.Table]:
 
 
 def value_path(price, vol, *, rate: float = 0.0, side: str = "long", hedge: bool = True,
-               impl: str = "numba") -> pd.DataFrame:
+               impl: str = "numba", **options) -> pd.DataFrame:
     """The rows of one straddle over a given life: ``price[0]`` is the entry (and the
     strike), ``price[tenor]`` the expiry; ``vol`` the implied vol of each day. For checks
-    (put-call parity, finite differences of the greeks) and what-ifs."""
+    (put-call parity, finite differences of the greeks) and what-ifs. ``options``:
+    ``structure``, ``wing``, ``spread``, ``hedge_cost_bps``, ``exit`` (``spec.py``)."""
     price = np.ascontiguousarray(price, dtype=np.float64)
     vol = np.ascontiguousarray(vol, dtype=np.float64)
     if price.ndim != 1 or price.shape != vol.shape or price.shape[0] < 2:
@@ -440,6 +511,10 @@ def value_path(price, vol, *, rate: float = 0.0, side: str = "long", hedge: bool
         raise ValueError("vol must be finite and > 0")
     rate, side_name, hedge, impl, *_ = _check_params(rate, side, hedge, impl, "auto", 1,
                                                       "sequential", 1, "table")
+    unknown = set(options) - {"structure", "wing", "spread", "hedge_cost_bps", "exit"}
+    if unknown:
+        raise ValueError(f"value_path: unknown option(s) {sorted(unknown)}")
+    spec = parse_spec(**options)
     tenor = price.shape[0] - 1
     one = lambda v, t: np.array([v], t)  # noqa: E731
     sched = Schedule(["path"], np.array([0]), 2000, 2000, 1, tenor, one(0, np.int32),
@@ -447,6 +522,18 @@ def value_path(price, vol, *, rate: float = 0.0, side: str = "long", hedge: bool
                      one(0, np.int64))
     dates = pd.bdate_range("2000-01-03", periods=tenor + 1).as_unit("ns").asi8
     start = np.array([0], np.int64)
+    if not spec.is_seed:
+        if impl == "reference":
+            days = [str(d.date()) for d in pd.DatetimeIndex(dates)]
+            prices = {f"path|price|{d}": float(p) for d, p in zip(days, price)}
+            prices.update({f"path|vol|{d}": float(v) for d, v in zip(days, vol)})
+            res = structures_ref.run(prices, ["path"], 2000, 2000, 1, tenor, rate,
+                                     SIDES[side_name], hedge, spec)
+            return structures.reference_tables(res, ["path"])[0].to_pandas()
+        rows, _ = structures.value_chunk(structures.check_device(impl, "auto"), price, vol,
+                                         dates, start, sched, rate, SIDES[side_name], hedge,
+                                         spec, day_tables(tenor, rate))
+        return structures.rows_table(rows, ["path"]).to_pandas()
     if impl == "reference":
         from . import reference
         days = [str(d.date()) for d in pd.DatetimeIndex(dates)]
@@ -461,15 +548,20 @@ def value_path(price, vol, *, rate: float = 0.0, side: str = "long", hedge: bool
     return rows_table(out, ["path"]).to_pandas()
 
 
-def warm_up(impl: str = "numba", device: str = "auto") -> None:
+def warm_up(impl: str = "numba", device: str = "auto", **options) -> None:
     """Load (or compile, the first time on a machine) the kernels of ``impl`` on a toy
-    straddle, so that a timed run that follows measures the valuation, not the JIT."""
+    straddle, so that a timed run that follows measures the valuation, not the JIT.
+    ``options`` (``structure``, ``wing``, ``spread``, ``hedge_cost_bps``, ``exit``): the
+    run's; other than the seed's, the kernel of ``structures_nb`` is loaded too."""
     impl = one_of("impl", impl, IMPLS)
+    spec = parse_spec(**options)
     import tqdm.auto  # noqa: F401  (the parallel layer's progress bar: a slow first import)
     if impl in ("numba", "cupy"):
         p = np.array([100.0, 101.0, 99.0])
         if impl == "numba":
             value_path(p, np.full(3, 0.2), impl="numba")
+            if not spec.is_seed:
+                value_path(p, np.full(3, 0.2), impl="numba", **spec.params())
         elif resolve_device(device) == "gpu":
             from .gpu import kernels
             kernels()
@@ -479,15 +571,18 @@ def warm_up(impl: str = "numba", device: str = "auto") -> None:
 def compare_impls(store: data.PriceStore, schedule: Schedule, impls=("reference", "numpy",
                   "numba"), n_jobs=(1,), repeats: int = 3, rate: float = 0.0,
                   side: str = "long", hedge: bool = True, backend: str = "threads",
-                  output: str = "table") -> pd.DataFrame:
+                  output: str = "table", **options) -> pd.DataFrame:
     """Best-of-``repeats`` wall time of each implementation on the same straddles, from the
     price store to the rows delivered (the reference: its Python row lists, as the
     original; the fast paths: an Arrow table), with the speed-up over the reference.
     The reference's price dict is built once, outside the timing (the original loaded it
     before its backtest too). ``output="summary"`` values every row but keeps only the
-    summary (for schedules too large to hold as a table)."""
+    summary (for schedules too large to hold as a table). ``options``: ``structure``,
+    ``wing``, ``spread``, ``hedge_cost_bps``, ``exit`` (``spec.py``), the same on every
+    side."""
     from . import reference
     repeats = as_int("repeats", repeats, min=1)
+    spec = parse_spec(**options)
     rows = []
     prices = None
     for impl in impls:
@@ -495,13 +590,15 @@ def compare_impls(store: data.PriceStore, schedule: Schedule, impls=("reference"
         for nj in ((1,) if impl == "reference" else n_jobs):
             if impl == "reference":
                 prices = prices or reference.build_prices_dict(store, schedule.assets)
-                fn = lambda: reference.run(  # noqa: E731
-                    prices, schedule.assets, schedule.start_year, schedule.end_year,
-                    schedule.per_month, schedule.tenor, rate, SIDES[side], hedge)
+                grid = (prices, schedule.assets, schedule.start_year, schedule.end_year,
+                        schedule.per_month, schedule.tenor, rate, SIDES[side], hedge)
+                fn = ((lambda: reference.run(*grid)) if spec.is_seed  # noqa: E731
+                      else (lambda: structures_ref.run(*grid, spec)))
             else:
                 fn = lambda impl=impl, nj=nj: backtest(  # noqa: E731
                     store, schedule, rate=rate, side=side, hedge=hedge, impl=impl,
-                    n_jobs=nj, backend=backend, output=output, progress=False)
+                    n_jobs=nj, backend=backend, output=output, progress=False,
+                    **spec.params())
                 fn()  # warm up (JIT cache load, thread pool)
             best = float("inf")
             for _ in range(1 if impl == "reference" else repeats):
@@ -528,14 +625,19 @@ def run(source: Any = "synthetic", assets: Any = None, start_year: Any = None,
         vol: Any = "column", adjust: bool = True, output: str = "table",
         output_path: str | None = None,
         chunk_size: int = DEFAULT_CHUNK, scheduler: str | None = "local",
-        progress: bool | None = None) -> Backtest:
+        progress: bool | None = None, structure: str = "straddle", wing: Any = None,
+        spread: Any = None, hedge_cost_bps: float = 0.0, exit: str = "expiry",
+        layout: str = "rows") -> Backtest:
     """Load the market, build the schedule and run the backtest (the notebook's one call).
     ``start_year``/``end_year=None``: 2001-2024 on the synthetic market, else the years the
-    data covers."""
+    data covers. ``structure`` .. ``exit``: see ``spec.py``; ``layout``: ``output="parquet"``'s
+    (``dataset.py``)."""
     store, names = load_market(source, assets, start_year, end_year, tenor, seed,
                                vol_premium, vol, adjust)
     y0, y1 = data_years(store, names, start_year, end_year, source)
     sched = build_schedule(store, names, y0, y1, per_month, tenor)
     return backtest(store, sched, rate=rate, side=side, hedge=hedge, impl=impl, device=device,
                     n_jobs=n_jobs, backend=backend, scheduler=scheduler,
-                    chunk_size=chunk_size, output=output, path=output_path, progress=progress)
+                    chunk_size=chunk_size, output=output, path=output_path, progress=progress,
+                    structure=structure, wing=wing, spread=spread,
+                    hedge_cost_bps=hedge_cost_bps, exit=exit, layout=layout)

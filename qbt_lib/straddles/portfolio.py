@@ -109,3 +109,28 @@ def per_year(book: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = "year"
     return out
+
+
+def structure_table(runs: dict, normalize: str = "premium") -> pd.DataFrame:
+    """One row per backtest of ``runs`` (``{label: Backtest}`` with rows kept), side by
+    side: per straddle the mean premium, returns (plain and delta-hedged, net of costs),
+    win rate, costs as a share of the premium and days held; for the book (normalized by
+    ``normalize``) its P&L, annualized Sharpe ratio and maximum drawdown."""
+    out = {}
+    for label, bt in runs.items():
+        s = bt.summary
+        costs = (s["cost"] + s["hedge_cost"]) if "cost" in s.columns else 0.0 * s["pnl"]
+        days = s["exit_day"] if "exit_day" in s.columns else \
+            pd.Series(float(bt.schedule.tenor), index=s.index)
+        whole = per_year(bt.portfolio(normalize)).loc["all"]
+        out[label] = {"straddles": len(s), "mean_premium": float(s["entry_value"].mean()),
+                      "mean_return": float(s["return"].mean()),
+                      "mean_hedged_return": float(s["hedged_return"].mean()),
+                      "win_rate": float((s["pnl"] > 0).mean()),
+                      "cost_of_premium": float((costs / s["entry_value"]).mean()),
+                      "mean_days_held": float(days.mean()), "book_pnl": whole["pnl"],
+                      "book_sharpe": whole["sharpe"],
+                      "book_max_drawdown": whole["max_drawdown"]}
+    df = pd.DataFrame.from_dict(out, orient="index")
+    df.index.name = "structure"
+    return df

@@ -34,7 +34,14 @@ assets its chunk needs from the memory-mapped price store, never a pickled copy 
 prices (the original's pitfall). Chunk results are placed in straddle order, so the output
 is bitwise identical for any ``n_jobs`` and backend. ``output="parquet"`` streams the chunks
 to a Parquet dataset (workers write their own part files into a temp directory that is
-renamed when complete), with memory bounded by ``n_jobs x chunk_size``.
+renamed when complete), with memory bounded by ``n_jobs x chunk_size``;
+``layout="normalized"`` writes only the day columns (``dataset.py``) and reads back the
+same rows.
+
+Beyond the seed's straddle (issue #16, ``docs/straddles.md``): ``structure`` (strangle by
+delta or moneyness, call, put), ``spread`` and ``hedge_cost_bps``, ``exit`` before expiry
+(``spec.py``, valued by ``structures.py``), and the book of all open positions netted by
+date, ``Backtest.portfolio(normalize)`` (``portfolio.py``).
 """
 from __future__ import annotations
 

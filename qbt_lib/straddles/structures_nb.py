@@ -59,6 +59,18 @@ def _leg(n, lx, lnK, K, Sx, sq, d1, d2, e1, q1, q2):
             q2[k] = ncdf_far_tail(abs(d2[k]), e1[k] * Sx[k] / K)
 
 
+@njit(inline="always")
+def _copy(dst, src, m):
+    for k in range(m):
+        dst[k] = src[k]
+
+
+@njit(inline="always")
+def _fill(dst, v, m):
+    for k in range(m):
+        dst[k] = v
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def value_structures_nb(price, log_price, vol_days, dates_ns, start, asset, year, month,
                         idx_i, sid, kc, kp, tenor, rate, side, hedge, has_call, has_put,
@@ -173,39 +185,40 @@ def value_structures_nb(price, log_price, vol_days, dates_ns, start, asset, year
                 e = k
                 break
         # 3. rows 0 .. e and the summary
-        if keep:
-            K0 = Sx[0]
-            for k in range(e + 1):
-                r = pos + k
-                F[0, r] = Sx[k]
-                F[1, r] = K0
-                F[2, r] = Kc
-                F[3, r] = Kp
-                F[4, r] = vx[k]
-                F[5, r] = tau_tab[k]
-                F[6, r] = call[k]
-                F[7, r] = put[k]
-                F[8, r] = value[k]
-                F[9, r] = delta[k]
-                F[10, r] = gamma[k]
-                F[11, r] = vega[k]
-                F[12, r] = theta[k]
-                F[13, r] = pnl[k]
-                F[14, r] = hpnl[k]
-                F[15, r] = cost[k]
-                F[16, r] = hcost[k]
-                F[17, r] = cum[k]
-                o_asset[r] = asset[s]
-                o_year[r] = year[s]
-                o_month[r] = month[s]
-                o_i[r] = idx_i[s]
-                o_sid[r] = sid[s]
-                o_date[r] = dates_ns[b + k]
-                o_day[r] = k
-                o_action[r] = 1
-            o_action[pos] = 0
-            o_action[pos + e] = 2
-            pos += e + 1
+        if keep:   # one short copy loop per column (one store stream each, vectorized)
+            m = e + 1
+            r0, r1 = pos, pos + m
+            _copy(F[0, r0:r1], Sx, m)
+            _fill(F[1, r0:r1], Sx[0], m)
+            _fill(F[2, r0:r1], Kc, m)
+            _fill(F[3, r0:r1], Kp, m)
+            _copy(F[4, r0:r1], vx, m)
+            _copy(F[5, r0:r1], tau_tab, m)
+            _copy(F[6, r0:r1], call, m)
+            _copy(F[7, r0:r1], put, m)
+            _copy(F[8, r0:r1], value, m)
+            _copy(F[9, r0:r1], delta, m)
+            _copy(F[10, r0:r1], gamma, m)
+            _copy(F[11, r0:r1], vega, m)
+            _copy(F[12, r0:r1], theta, m)
+            _copy(F[13, r0:r1], pnl, m)
+            _copy(F[14, r0:r1], hpnl, m)
+            _copy(F[15, r0:r1], cost, m)
+            _copy(F[16, r0:r1], hcost, m)
+            _copy(F[17, r0:r1], cum, m)
+            _fill(o_asset[r0:r1], asset[s], m)
+            _fill(o_year[r0:r1], year[s], m)
+            _fill(o_month[r0:r1], month[s], m)
+            _fill(o_i[r0:r1], idx_i[s], m)
+            _fill(o_sid[r0:r1], sid[s], m)
+            _copy(o_date[r0:r1], dates_ns[b:b + m], m)
+            d_day = o_day[r0:r1]
+            for k in range(m):
+                d_day[k] = k
+            _fill(o_action[r0:r1], 1, m)
+            o_action[r0] = 0
+            o_action[r1 - 1] = 2
+            pos = r1
         SF[0, s] = premium
         SF[1, s] = value[e]
         SF[2, s] = Sx[e]

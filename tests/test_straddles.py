@@ -771,7 +771,7 @@ def test_new_options_identical_for_any_n_jobs_backend_and_chunk(small_market, da
                                                                  tmp_path):
     store, assets = small_market
     sched = st.build_schedule(store, assets, 2001, 2003, per_month=4, tenor=30)
-    for opts in (SPECS[3], SPECS[5]):
+    for opts in (SPECS[3], SPECS[5]):         # every backend, output and layout
         for impl in ("numba", "numpy"):
             base = st.backtest(store, sched, impl=impl, chunk_size=10_000, **opts)
             book = base.portfolio()
@@ -793,6 +793,15 @@ def test_new_options_identical_for_any_n_jobs_backend_and_chunk(small_market, da
                                      path=tmp_path / "ds", **kw)
                     assert ds.dataset().read().equals(base.rows)
                     pd.testing.assert_frame_equal(ds.portfolio(), book, check_exact=True)
+    for opts in SPECS[:3] + [SPECS[4], SPECS[6]]:   # every other option: chunks and threads
+        for impl in ("numba", "numpy"):
+            base = st.backtest(store, sched, impl=impl, chunk_size=10_000, **opts)
+            for n_jobs, chunk in ((1, 7), (2, 45)):
+                got = st.backtest(store, sched, impl=impl, n_jobs=n_jobs, chunk_size=chunk,
+                                  **opts)
+                assert got.rows.equals(base.rows) and got.summary.equals(base.summary), opts
+                pd.testing.assert_frame_equal(got.portfolio(), base.portfolio(),
+                                              check_exact=True)
 
 
 @pytest.mark.parametrize("impl", ["numba", "numpy"])
@@ -936,3 +945,21 @@ def test_run_and_compare_impls_take_the_new_options():
     t = st.compare_impls(store, sched, repeats=1, structure="put", exit="profit:0.2")
     assert list(t["impl"]) == ["reference", "numpy", "numba"] and (t["speedup"] > 0).all()
     st.warm_up("numba", structure="call", exit="days:3")
+
+
+@pytest.mark.gpu
+def test_gpu_rows_through_the_normalized_layout_and_new_options_refused(small_market,
+                                                                       tmp_path):
+    """On a GPU: the CUDA rows stream to the normalized layout and read back bit for bit
+    (the reader re-derives value/P&L as the kernels do, --fmad=false); the new options are
+    refused with impl='cupy' and run on the CPU paths."""
+    store, assets = small_market
+    sched = st.build_schedule(store, assets, 2001, 2002, per_month=4, tenor=30)
+    mem = st.backtest(store, sched, impl="cupy", device="gpu", rate=0.02)
+    ds = st.backtest(store, sched, impl="cupy", device="gpu", rate=0.02, output="parquet",
+                     path=tmp_path / "ds", layout="normalized", chunk_size=50)
+    assert ds.dataset().read().equals(mem.rows)
+    with pytest.raises(ValueError, match="not on the GPU"):
+        st.backtest(store, sched, impl="cupy", device="gpu", structure="strangle")
+    with pytest.raises(ValueError, match="not on the GPU"):
+        st.backtest(store, sched, impl="cupy", exit="days:5")           # device="auto"

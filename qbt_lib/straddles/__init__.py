@@ -168,8 +168,8 @@ class Backtest:
             raise ValueError(f"straddle_id {sid} was not valued (skipped or not scheduled)")
         n1 = self.schedule.days
         if self.rows is not None and not self.spec.is_seed:  # rows up to each exit day
-            off = row_offsets(self._summary["exit_day"].to_numpy(),
-                                         len(self.schedule), self.schedule.tenor, True)
+            off = row_offsets(self._summary["exit_day"].to_numpy(), len(self.schedule),
+                              self.schedule.tenor, True)
             return self.rows.slice(int(off[pos]), int(off[pos + 1] - off[pos])).to_pandas()
         if self.rows is not None:
             return self.rows.slice(pos * n1, n1).to_pandas()

@@ -4,10 +4,14 @@ Shared layers: :mod:`qbt_lib.paths`, :mod:`qbt_lib.params` (parameter checks),
 :mod:`qbt_lib.data` (OHLCV contract, synthetic market, price store),
 :mod:`qbt_lib.parallel` (one ordered map over sequential/threads/loky/dask),
 :mod:`qbt_lib.device` (CPU/GPU dispatch), :mod:`qbt_lib.bench` (benchmark harness),
-:mod:`qbt_lib.report` (metrics.json, HTML report).  One subpackage per workload.
+:mod:`qbt_lib.metrics` (metrics.json, the Result), :mod:`qbt_lib.profiling` (sweeps, tables,
+plots), :mod:`qbt_lib.report` (running notebooks, the HTML report), :mod:`qbt_lib.fmt`
+(numbers for people).  One subpackage per workload.
 """
 import logging
 import sys
+
+from .interrupts import ipython_interrupt_handler
 
 __version__ = "0.1.0"
 
@@ -37,7 +41,7 @@ if not logger.handlers:
 def _one_line_interrupts_in_ipython() -> None:
     """In IPython / a Jupyter kernel, an interrupt that stops qbt code is shown as one line
     (what was stopped; no partial output kept) instead of a traceback through the library:
-    see :func:`qbt_lib.parallel.as_interrupted`. Interrupts of the user's own code, and a
+    see :func:`qbt_lib.interrupts.as_interrupted`. Interrupts of the user's own code, and a
     shell that already has custom exception handlers, are left alone."""
     ipython = sys.modules.get("IPython")            # not imported: not in IPython
     shell = ipython.get_ipython() if ipython is not None else None
@@ -45,8 +49,7 @@ def _one_line_interrupts_in_ipython() -> None:
         return
 
     def handler(self, etype, value, tb, tb_offset=None):
-        from .parallel import _ipython_interrupt_handler
-        return _ipython_interrupt_handler(self, etype, value, tb, tb_offset)
+        return ipython_interrupt_handler(self, etype, value, tb, tb_offset)
 
     shell.set_custom_exc((KeyboardInterrupt,), handler)
 

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from .device import gpu_name, gpu_status
 from .parallel import available_cores
 
 _LIBS = ("numpy", "numba", "pandas", "pyarrow", "scipy", "sklearn", "joblib", "dask",
@@ -46,7 +47,6 @@ def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in _LIBS:
         if name == "cupy":  # importing cupy is slow and may fail: only report when usable
-            from .device import gpu_status
             if not gpu_status()[0]:
                 continue
         try:
@@ -60,7 +60,6 @@ def versions() -> dict[str, str]:
 def machine_info() -> dict:
     import psutil
 
-    from .device import gpu_name
     return {
         "hostname": platform.node(),
         "cores": available_cores(),

@@ -7,6 +7,7 @@ report (``qbt_lib.report``) reads here. Every workload's ``run(**params)`` retur
 from __future__ import annotations
 
 import datetime as _dt
+import html
 import json
 import os
 from pathlib import Path
@@ -53,8 +54,8 @@ class Result:
 
     ``workload`` and ``params`` (the checked parameters) are set by the subclass;
     ``frame()`` is the main table, ``metrics()`` a JSON-able dict of the figures,
-    ``headline()`` the one-line summary the notebook prints (built here, not in the
-    notebook). ``write_metrics(output_dir)`` writes ``metrics.json``."""
+    ``headline()`` the summary the notebook prints (one line, or the report's headline
+    figures as a dict; built here, not in the notebook). ``write_metrics(output_dir)`` writes ``metrics.json``."""
 
     workload: str = ""
     params: dict
@@ -72,8 +73,12 @@ class Result:
         out = output_dir if output_dir is not None else self.params.get("output_dir")
         if out is None:
             raise ValueError("output_dir: this run has none; pass write_metrics(output_dir=...)")
-        return write_metrics(out, self.workload, self.params, **self.metrics(), **extra)
+        return write_metrics(out, self.workload, self.params, **{**self.metrics(), **extra})
 
     def _repr_html_(self) -> str:   # a Result shown in a notebook: its headline
-        import html
-        return f"<p><b>{self.workload}</b>: {html.escape(self.headline())}</p>"
+        h = self.headline()
+        if isinstance(h, dict):       # a workload whose headline is the report's figures
+            rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td>"
+                           f"</tr>" for k, v in h.items())
+            return f"<p><b>{html.escape(self.workload)}</b></p><table>{rows}</table>"
+        return f"<p><b>{html.escape(self.workload)}</b>: {html.escape(str(h))}</p>"

@@ -9,11 +9,15 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from .interrupts import Interrupted
+
 PROJ_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = PROJ_ROOT / "notebooks"
 PARAMS = PROJ_ROOT / "params"
 OUTPUTS = PROJ_ROOT / "outputs"
 BENCH_DIR = OUTPUTS / "bench"
+#: committed GPU runs, one folder per device tag: benchmarks/gpu/<tag>/<workload>-<tag>.json
+GPU_RESULTS = PROJ_ROOT / "benchmarks" / "gpu"
 REPORT_DIR = OUTPUTS / "report"
 GOLDEN_DIR = PROJ_ROOT / "tests" / "golden"
 
@@ -86,7 +90,6 @@ def atomic_dir(final: str | os.PathLike, replace: bool = False) -> Iterator[Path
         yield tmp
     except KeyboardInterrupt as e:
         _remove_tree(tmp)
-        from .parallel import Interrupted
         if isinstance(e, Interrupted):
             raise
         raise Interrupted(f"building {final.name} stopped") from None

@@ -226,7 +226,7 @@ def test_synth_survives_a_killed_worker(dask_cluster, dask_address, fault_space,
     clean = synth.write_dataset(tmp_path / "clean" / "dataset", N_FAULT, fault_space, cfg,
                                 backend="sequential", **kw)
     out = tmp_path / "dask"
-    with _Slowed(dask_address, "qbt_lib.synth", "write_part"):
+    with _Slowed(dask_address, "qbt_lib.synth.dataset", "write_part"):
         t, box = _in_thread(lambda: synth.write_dataset(
             out / "dataset", N_FAULT, fault_space, cfg, backend="dask",
             scheduler=dask_address, **kw))
@@ -248,7 +248,7 @@ def test_straddles_survive_a_killed_worker(dask_cluster, dask_address, tmp_path)
     kw = dict(impl="numba", chunk_size=96, output="parquet", progress=False)
     clean = st.backtest(store, sched, backend="sequential", path=tmp_path / "clean", **kw)
     out = tmp_path / "dask"
-    with _Slowed(dask_address, "qbt_lib.straddles", "asset_days"):
+    with _Slowed(dask_address, "qbt_lib.straddles.chunks", "asset_days"):
         t, box = _in_thread(lambda: st.backtest(store, sched, backend="dask", n_jobs=2,
                                                 scheduler=dask_address, path=out / "bt", **kw))
         killed = _kill_when(dask_cluster, lambda: sum(
@@ -271,7 +271,7 @@ def test_cluster_gone_is_a_clear_error_and_leaves_nothing(fault_space, tmp_path)
     with ProcessCluster(n_workers=1, root=tmp_path / "cluster",
                         env={"PYTHONPATH": tests_dir}) as cl, \
             dask.config.set({"distributed.comm.timeouts.connect": "3s"}), \
-            _Slowed(cl.address, "qbt_lib.synth", "write_part"):
+            _Slowed(cl.address, "qbt_lib.synth.dataset", "write_part"):
         t, box = _in_thread(lambda: synth.write_dataset(
             out / "dataset", N_FAULT, fault_space, cfg, impl="numba", chunk_size=CHUNK_FAULT,
             progress=False, backend="dask", scheduler=cl.address))

@@ -50,7 +50,7 @@ def run_walkforward(source, out, start="2019-01-01", symbols=None):
     res = wf.run(symbols=symbols, source=source, start=start, end="2020-06-30",
                  fold_length=120, step_size=60, test_length=60, n_jobs=1,
                  backend="sequential", output_dir=out, progress=False)
-    return res.metrics.reset_index(drop=True)
+    return res.fold_metrics.reset_index(drop=True)
 
 
 def run_waves(source, out, start=None, symbols=None):
@@ -398,6 +398,6 @@ def test_newest_first_sp500_is_not_a_7000_percent_backtest(tmp_path):
               progress=False)
     rev = wf.run(source=str(tmp_path / "SPX.csv"), **kw)
     asc = wf.run(source="sp500", **kw)
-    pd.testing.assert_frame_equal(rev.metrics.drop(columns="asset"),
-                                  asc.metrics.drop(columns="asset"))
-    assert rev.metrics["total_return"].abs().max() < 1.0
+    pd.testing.assert_frame_equal(rev.fold_metrics.drop(columns="asset"),
+                                  asc.fold_metrics.drop(columns="asset"))
+    assert rev.fold_metrics["total_return"].abs().max() < 1.0

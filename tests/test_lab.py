@@ -129,7 +129,7 @@ def test_progress_widget_becomes_a_summary_line_in_a_kernel(monkeypatch):
 
 
 def test_interrupting_qbt_code_in_a_kernel_is_one_line():
-    """Outside a parallel map too (here the reference loop of waves.compare_speed), an
+    """Outside a parallel map too (here the reference loop of waves.compare_impls), an
     interrupt of qbt code is one line in Jupyter; the user's own code keeps IPython's usual
     traceback, and the kernel carries on."""
     from nbclient import NotebookClient
@@ -139,7 +139,7 @@ def test_interrupting_qbt_code_in_a_kernel_is_one_line():
         "import os, signal, threading, time\nimport numpy as np\nfrom qbt_lib import waves\n"
         "x = 100 + np.cumsum(np.random.default_rng(0).standard_normal(2000))",
         # the reference tries ~8M tuples at up_to=25: it runs until max_seconds (60 s)
-        sigint.format(1.0) + "waves.compare_speed(x - 1, x + 1, int(np.argmin(x)), up_to=25, "
+        sigint.format(1.0) + "waves.compare_impls(x - 1, x + 1, int(np.argmin(x)), up_to=25, "
         "max_seconds=60)",
         sigint.format(0.5) + "time.sleep(30)",
         "print('still here')")]
@@ -147,7 +147,7 @@ def test_interrupting_qbt_code_in_a_kernel_is_one_line():
     _, ours, theirs, after = (c.outputs for c in nb.cells)
     assert [o["output_type"] for o in ours] == ["error"], ours
     assert ours[0]["ename"] == "Interrupted" and ours[0]["traceback"] == [
-        "Interrupted: qbt_lib.waves.compare_speed stopped; no partial output was kept"]
+        "Interrupted: qbt_lib.waves.api.compare_impls stopped; no partial output was kept"]
     assert [o["ename"] for o in theirs if o["output_type"] == "error"] == ["KeyboardInterrupt"]
     assert len(theirs[-1]["traceback"]) > 1                  # IPython's usual traceback
     assert after[0]["text"] == "still here\n"

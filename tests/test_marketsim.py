@@ -1,4 +1,4 @@
-"""marketsim: fast == reference, GPU code path (NumPy as xp) == CPU, no look-ahead,
+"""marketsim: numba == reference (the dispatch table), GPU code path (NumPy as xp) == CPU, no look-ahead,
 determinism across backends, every strategy's pnl on hand-made days, bad input."""
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ def frames():
 
 
 @pytest.fixture(scope="module")
-def fast_result(frames):
-    return ms.analyze(frames, impl="fast", backend="sequential", n_jobs=1, progress=False,
+def numba_result(frames):
+    return ms.analyze(frames, impl="numba", backend="sequential", n_jobs=1, progress=False,
                       **SMALL)
 
 
@@ -68,26 +68,26 @@ def test_symbol_key_depends_on_name_and_seed_only():
 
 
 # ------------------------------------------------------------------ engines agree
-def test_fast_equals_reference(frames, fast_result):
+def test_numba_equals_reference(frames, numba_result):
     ref = ms.analyze(frames, impl="reference", progress=False, **SMALL)
-    _assert_same(fast_result, ref)
+    _assert_same(numba_result, ref)
     # the maxdiff grid and every position are the same, not just close
-    assert set(fast_result.picks.index) == set(frames)
+    assert set(numba_result.picks.index) == set(frames)
 
 
-def test_fast_equals_reference_without_maxdiff_and_custom_fees(frames):
+def test_numba_equals_reference_without_maxdiff_and_custom_fees(frames):
     kw = dict(SMALL, strategies=["buy_hold", "simple", "highlow", "entry_takeprofit"],
               fees={"equity": 0.001, "crypto": 0.01})
-    fast = ms.analyze(frames, impl="fast", backend="sequential", progress=False, **kw)
+    fast = ms.analyze(frames, impl="numba", backend="sequential", progress=False, **kw)
     ref = ms.analyze(frames, impl="reference", progress=False, **kw)
     assert list(fast.table["strategy"].unique()) == ["simple", "buy_hold", "entry_takeprofit",
                                                      "highlow"]  # selection order
     _assert_same(fast, ref)
 
 
-def test_plugin_forecaster_fast_equals_reference(frames):
+def test_plugin_forecaster_numba_equals_reference(frames):
     f = ms.EmpiricalBootstrap(window=20)
-    fast = ms.analyze(frames, impl="fast", backend="threads", n_jobs=2, forecaster=f,
+    fast = ms.analyze(frames, impl="numba", backend="threads", n_jobs=2, forecaster=f,
                       progress=False, **SMALL)
     ref = ms.analyze(frames, impl="reference", forecaster=f, progress=False, **SMALL)
     _assert_same(fast, ref)
@@ -105,26 +105,26 @@ def test_ar_generic_batch_interface_matches_reference_draws():
                                    rtol=0, atol=1e-12)
 
 
-def test_gpu_code_path_with_numpy_equals_cpu(frames, fast_result):
+def test_gpu_code_path_with_numpy_equals_cpu(frames, numba_result):
     cfg = ms.make_config(**SMALL)
-    tasks = ms._symbol_tasks({k: v.iloc[-cfg.bars_needed:] for k, v in frames.items()}, cfg,
+    tasks = ms.symbol_tasks({k: v.iloc[-cfg.bars_needed:] for k, v in frames.items()}, cfg,
                              ms.ARBootstrap(SMALL["ar_order"]), ms.asset_classes(frames))
     arrays = gpu.analyze_batch(tasks, chunk=2, xp=np)  # two chunks
-    for k, x in fast_result.arrays.items():
+    for k, x in numba_result.arrays.items():
         if k in ARRAYS_EXACT:
             np.testing.assert_array_equal(arrays[k], x, err_msg=k)
         else:
             np.testing.assert_allclose(arrays[k], x, rtol=ms.RTOL, atol=ms.ATOL, err_msg=k)
     best_gpu = np.argmax(arrays["metrics"].mean(axis=1)[:, :, 0], axis=1)
-    assert [cfg.strategies[b] for b in best_gpu] == list(fast_result.picks["strategy"])
+    assert [cfg.strategies[b] for b in best_gpu] == list(numba_result.picks["strategy"])
 
 
-def test_strategy_step_is_bitwise_equal_in_numba_and_xp(fast_result):
-    a = fast_result.arrays
+def test_strategy_step_is_bitwise_equal_in_numba_and_xp(numba_result):
+    a = numba_result.arrays
     S, N, E = a["point"].shape[:3]
     pred = np.ascontiguousarray(a["point"][:, :, :E - 1]).reshape(S * N, E - 1, 3)
     act = np.ascontiguousarray(a["actual"][:, :, :E - 1]).reshape(S * N, E - 1, 3)
-    crypto = np.repeat(fast_result.picks["crypto"].to_numpy(), N)
+    crypto = np.repeat(numba_result.picks["crypto"].to_numpy(), N)
     fee = np.where(crypto, 0.008, 0.0000278)
     ann = np.sqrt(np.where(crypto, 365.0, 252.0))
     m, p, n, mult = gpu.evaluate_windows(np, pred, act, list(range(7)), fee, ann, crypto)
@@ -137,15 +137,15 @@ def test_strategy_step_is_bitwise_equal_in_numba_and_xp(fast_result):
 def test_gpu_equals_cpu_on_device():
     frames = ms.synthetic_universe(12, years=1.0, seed=5)
     kw = dict(simulations=10, eval_days=5, context=96, num_samples=64)
-    cpu = ms.analyze(frames, impl="fast", device="cpu", backend="sequential", progress=False,
+    cpu = ms.analyze(frames, impl="numba", device="cpu", backend="sequential", progress=False,
                      **kw)
-    dev = ms.analyze(frames, impl="fast", device="gpu", gpu_chunk=5, progress=False, **kw)
+    dev = ms.analyze(frames, impl="cupy", device="gpu", gpu_chunk=5, progress=False, **kw)
     assert dev.timings["device"] == "gpu"
     _assert_same(cpu, dev)
 
 
 # ------------------------------------------------------------------ no look-ahead
-@pytest.mark.parametrize("impl", ["fast", "reference"])
+@pytest.mark.parametrize("impl", ["numba", "reference"])
 def test_changing_bars_at_or_after_a_day_never_changes_its_forecast(frames, impl):
     sym = "SYM001"
     base = {sym: frames[sym]}
@@ -168,27 +168,27 @@ def test_changing_bars_at_or_after_a_day_never_changes_its_forecast(frames, impl
 
 
 # ------------------------------------------------------------------ determinism
-def test_same_results_for_every_backend_and_n_jobs(frames, fast_result, dask_address):
+def test_same_results_for_every_backend_and_n_jobs(frames, numba_result, dask_address):
     runs = [dict(backend="threads", n_jobs=1), dict(backend="threads", n_jobs=2),
             dict(backend="threads", n_jobs=3), dict(backend="loky", n_jobs=2),
             dict(backend="dask", n_jobs=2, scheduler=dask_address)]
     for kw in runs:
-        r = ms.analyze(frames, impl="fast", progress=False, **SMALL, **kw)
-        _assert_same(fast_result, r, exact=True)
-        pd.testing.assert_frame_equal(fast_result.table, r.table)
+        r = ms.analyze(frames, impl="numba", progress=False, **SMALL, **kw)
+        _assert_same(numba_result, r, exact=True)
+        pd.testing.assert_frame_equal(numba_result.table, r.table)
     # symbols' results do not depend on which other symbols are in the universe
-    one = ms.analyze({"BTCUSD": frames["BTCUSD"]}, impl="fast", progress=False, **SMALL)
-    np.testing.assert_array_equal(one.arrays["metrics"][0], fast_result.arrays["metrics"][2])
+    one = ms.analyze({"BTCUSD": frames["BTCUSD"]}, impl="numba", progress=False, **SMALL)
+    np.testing.assert_array_equal(one.arrays["metrics"][0], numba_result.arrays["metrics"][2])
 
 
 def test_warmup_compiles_everything_the_analysis_needs():
-    """In a fresh process: after warmup() the analysis adds no compiled signature."""
+    """In a fresh process: after warm_up() the analysis adds no compiled signature."""
     code = """
 import json
 from numba.core.registry import CPUDispatcher
 from qbt_lib import marketsim as ms
 from qbt_lib.marketsim import nb
-ms.warmup()
+ms.warm_up()
 sigs = lambda: {k: len(v.signatures) for k, v in vars(nb).items() if isinstance(v, CPUDispatcher)}
 before = sigs()
 frames = ms.synthetic_universe(3, years=0.5)
@@ -301,26 +301,26 @@ def test_synthetic_universe_marks_a_few_crypto():
     assert len(next(iter(u.values()))) == 4 * 252
 
 
-def test_crypto_is_long_only_with_its_fee(fast_result):
-    sims = fast_result.simulations
-    assert fast_result.picks.loc["BTCUSD", "crypto"]
-    i = list(fast_result.picks.index).index("BTCUSD")
-    assert (fast_result.arrays["pos"][i] >= 0).all()
-    assert (fast_result.arrays["pos"][:i] < 0).any()
+def test_crypto_is_long_only_with_its_fee(numba_result):
+    sims = numba_result.simulations
+    assert numba_result.picks.loc["BTCUSD", "crypto"]
+    i = list(numba_result.picks.index).index("BTCUSD")
+    assert (numba_result.arrays["pos"][i] >= 0).all()
+    assert (numba_result.arrays["pos"][:i] < 0).any()
     assert set(sims["strategy"].unique()) == set(STRATEGIES)
 
 
-def test_write_results_parquet_and_metrics(fast_result, tmp_path):
-    out = ms.write_results(fast_result, tmp_path, headline={"throughput": "x"})
+def test_write_results_parquet_and_metrics(numba_result, tmp_path):
+    out = ms.write_results(numba_result, tmp_path, headline={"throughput": "x"})
     for name in ("summary", "picks", "ranking", "simulations", "forecasts"):
         back = pd.read_parquet(out[name])
         assert len(back) > 0
     m = json.loads(out["metrics"].read_text())
-    assert m["picks"] == dict(fast_result.picks["strategy"])
+    assert m["picks"] == dict(numba_result.picks["strategy"])
     assert not list(tmp_path.glob("*.tmp"))
 
 
-def test_write_results_leaves_nothing_when_interrupted(fast_result, tmp_path, monkeypatch):
+def test_write_results_leaves_nothing_when_interrupted(numba_result, tmp_path, monkeypatch):
     import pyarrow.parquet as pq
     calls = {"n": 0}
     real = pq.write_table
@@ -333,17 +333,19 @@ def test_write_results_leaves_nothing_when_interrupted(fast_result, tmp_path, mo
 
     monkeypatch.setattr(pq, "write_table", flaky)
     with pytest.raises(KeyboardInterrupt):
-        ms.write_results(fast_result, tmp_path)
+        ms.write_results(numba_result, tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_timing_table_has_the_seed_columns():
-    st = {"cold": {"warmup_s": 5.0}, "cached": {"warmup_s": 0.5}}
-    t = ms.timing_table(st, {"sequential": 1.0, "threads (threads, 2)": 0.6}, reference_s=90)
+    st = {"cold": {"total_s": 5.0}, "cached": {"total_s": 0.5}}
+    t = ms.timing_table(st, {"numba sequential": 1.0, "numba threads (2)": 0.6,
+                             "cupy (GPU)": 0.2}, reference_s=90)
     assert list(t.columns) == ["cold start s", "cached start s", "analysis s", "first run s",
                                "subsequent run s"]
-    assert t.loc["fast sequential", "first run s"] == 6.0
-    assert t.loc["fast sequential", "subsequent run s"] == 1.5
+    assert t.loc["numba sequential", "first run s"] == 6.0
+    assert t.loc["numba sequential", "subsequent run s"] == 1.5
+    assert np.isnan(t.loc["cupy (GPU)", "cold start s"])  # no Numba start-up on the GPU
 
 
 # ------------------------------------------------------------------ bad input
@@ -391,3 +393,150 @@ def test_gpu_without_device_or_with_plugin_model_is_refused(frames):
     if not gpu_available():
         with pytest.raises(RuntimeError, match="no GPU is usable"):
             ms.analyze(frames, device="gpu", progress=False, **SMALL)
+
+
+# ------------------------------------------------------------------ the anatomy (#11)
+@pytest.mark.parametrize("kw,match", [
+    (dict(simulatons=4), r"unknown parameter for marketsim: 'simulatons'; known: .*simulations"),
+    (dict(num_samples=5), "num_samples must be >= 10"),
+    (dict(impl="gpu"), "impl must be one of"),
+    (dict(device="tpu"), "device must be one of"),
+    (dict(backend="mpi"), "backend must be one of"),
+    (dict(warm_up="maybe"), "warm_up must be true or false"),
+    (dict(forecaster="ar"), "forecaster must be a marketsim.Forecaster"),
+    (dict(warmup=True, warm_up=False), "give warm_up or warmup"),
+    (dict(gpu_chunk=0), "gpu_chunk must be None, or >= 1"),
+])
+def test_check_params_names_the_parameter(kw, match):
+    with pytest.raises(ValueError, match=match):
+        ms.check_params(**{**SMALL, **kw})
+
+
+def test_check_params_accepts_papermill_floats_and_old_names():
+    p, cfg = ms.check_params(simulations=4.0, eval_days="4", context=40.0, ar_order=3,
+                             num_samples=3.2e1, n_jobs=-1.0, impl="FAST", warmup="false",
+                             strategies="simple, maxdiff")
+    assert (cfg.simulations, cfg.eval_days, cfg.context, cfg.num_samples) == (4, 4, 40, 32)
+    assert p["impl"] == "auto" and p["warm_up"] is False and p["n_jobs"] == -1
+    assert cfg.strategies == ("simple", "maxdiff") and cfg.bars_needed == 48
+    assert type(p["forecaster"]) is ms.ARBootstrap and p["forecaster"].order == 3
+    assert set(ms.DEFAULTS) == set(ms.CONSTRAINTS)
+
+
+def test_dispatch_table_every_cpu_impl_gives_the_same_answers(frames, numba_result):
+    assert set(ms.ENGINES) == {"reference", "numpy", "numba", "cupy"}
+    for impl in ("reference", "numpy"):
+        r = ms.run(frames, impl=impl, device="cpu", progress=False, **SMALL)
+        assert r.timings["impl"] == impl and r.timings["device"] == "cpu"
+        assert ms.same_answers(numba_result, r), impl
+    # cupy asked for on the CPU runs the same array code on NumPy
+    r = ms.run(frames, impl="cupy", device="cpu", progress=False, **SMALL)
+    assert r.timings["impl"] == "numpy" and ms.same_answers(numba_result, r)
+    # the old name of the fast paths: auto, the GPU when one is usable, else numba
+    r = ms.run(frames, impl="fast", device="cpu", progress=False, **SMALL)
+    assert r.timings["impl"] == "numba"
+    _assert_same(numba_result, r, exact=True)
+
+
+def test_dispatch_plugin_forecaster_names_the_engines_it_has(frames):
+    with pytest.raises(ValueError, match=r"impl='numpy': marketsim with the plug-in forecaster "
+                                         r"EmpiricalBootstrap\(window=20\) has no numpy "
+                                         r"engine; it has \['auto', 'reference', 'numba'\]"):
+        ms.run(frames, impl="numpy", forecaster=ms.EmpiricalBootstrap(20), progress=False,
+               **SMALL)
+    with pytest.raises(ValueError, match=r"impl='reference' runs on the CPU"):
+        ms.run(frames, impl="reference", device="gpu", progress=False, **SMALL)
+
+
+def test_result_headline_metrics_and_frame(numba_result, tmp_path):
+    from qbt_lib.metrics import Result
+    r = numba_result
+    assert isinstance(r, Result) and r.workload == "marketsim"
+    assert r.frame() is r.ranking
+    h = r.headline()
+    top = r.ranking.iloc[0]
+    assert h.startswith("3 symbols x 4 simulations, 7 strategies: numba on cpu")
+    assert f"top pick {top['symbol']} {top['strategy']}" in h
+    m = r.metrics()
+    assert m["picks"] == dict(r.picks["strategy"]) and m["digest"] == ms.digest(r)
+    assert set(m["headline"]) == {"throughput", "speedup_vs_reference",
+                                  "parallel_efficiency", "gpu"}
+    assert m["headline"]["throughput"].endswith("symbol-sims/s (numba on cpu, sequential, "
+                                                "n_jobs=1)")
+    p = r.write_metrics(tmp_path, wall_seconds=1.5)
+    doc = json.loads(p.read_text())
+    assert doc["workload"] == "marketsim" and doc["wall_seconds"] == 1.5
+    assert doc["ranking"] == list(r.ranking["symbol"])
+    with pytest.raises(ValueError, match="output_dir"):
+        r.write_metrics()
+
+
+def test_compare_impls_times_every_engine_on_the_same_work(frames, numba_result, tmp_path):
+    # the CPU engines only (a GPU machine would add a cupy row: timed by the device run)
+    t = ms.compare_impls(frames, n_jobs=2, backends=("sequential", "threads"), repeats=1,
+                         include_gpu=False, **SMALL)
+    assert list(t["work"]) == ["reference subset"] * 2 + ["universe"] * 2
+    assert list(t["impl_name"]) == ["reference", "numba", "numba", "numba"]
+    assert list(t["symbols"]) == [1, 1, 3, 3]
+    assert t["same_answers"].all()
+    assert (t["throughput"] > 0).all() and list(t.index)[2:] == ["numba sequential",
+                                                                 "numba threads (2)"]
+    figures = numba_result.headline_figures(t)
+    assert figures["speedup_vs_reference"].endswith("(numba vs reference, one core each, "
+                                                    "1 symbol(s))")
+    assert figures["parallel_efficiency"].startswith("numba threads (2): ")
+    assert figures["gpu"] == "no GPU"
+    assert numba_result.headline(t).startswith("throughput: ")
+    table = ms.timing_table({"cold": {"total_s": 2.0}, "cached": {"total_s": 0.5}}, t)
+    assert list(table.index) == ["reference (Python/pandas)", "numba sequential",
+                                 "numba threads (2)"]
+    # the reference's universe time is extrapolated from its throughput on its subset
+    ref = t.loc["reference"]
+    assert table.loc["reference (Python/pandas)", "analysis s"] == pytest.approx(
+        3 * SMALL["simulations"] / ref["throughput"])
+    # the old name: the universe block as {configuration: seconds}
+    old = ms.compare_engines(frames, n_jobs=2, backends=("sequential",), repeats=1, **SMALL)
+    assert list(old) == ["numba sequential"] + (["cupy (GPU)"] if "cupy (GPU)" in old else [])
+    out = ms.write_results(numba_result, tmp_path, timing=t)
+    doc = json.loads(out["metrics"].read_text())
+    assert doc["headline"] == figures and len(doc["compare_impls"]) == 4
+    assert len(doc["timing_table"]) == 3
+
+
+def test_run_writes_its_outputs_when_given_output_dir(frames, numba_result, tmp_path):
+    r = ms.run(frames, impl="numba", backend="sequential", progress=False,
+               output_dir=tmp_path / "out", **SMALL)
+    _assert_same(numba_result, r, exact=True)
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["forecasts.parquet", "metrics.json", "picks.parquet", "ranking.parquet",
+                     "simulations.parquet", "summary.parquet"]
+
+
+def test_init_holds_no_logic():
+    import ast
+    import inspect
+    tree = ast.parse(inspect.getsource(ms))
+    for node in tree.body:
+        ok = isinstance(node, (ast.Import, ast.ImportFrom)) or (
+            isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)) or (
+            isinstance(node, ast.Assign) and [t.id for t in node.targets] == ["__all__"])
+        assert ok, f"marketsim/__init__.py line {node.lineno}: {ast.dump(node)[:80]}"
+    assert all(hasattr(ms, n) for n in ms.__all__)
+
+
+def test_modules_import_on_their_own_without_local_imports_of_qbt_lib():
+    """Every marketsim module imports alone in a fresh interpreter, and none imports from
+    qbt_lib inside a function (a cycle dodged); cupy, dask and friends may be imported
+    lazily."""
+    import ast
+    from pathlib import Path
+    pkg = Path(ms.__file__).parent
+    for f in sorted(pkg.glob("*.py")):
+        mod = f"qbt_lib.marketsim.{f.stem}" if f.stem != "__init__" else "qbt_lib.marketsim"
+        subprocess.run([sys.executable, "-c", f"import {mod}"], check=True)
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for sub in ast.walk(node):
+                    if isinstance(sub, ast.ImportFrom):
+                        assert not (sub.level or (sub.module or "").startswith("qbt_lib")), \
+                            f"{f.name}:{sub.lineno}: a function-local import of qbt_lib"

@@ -343,9 +343,20 @@ def test_gpu_json_dropped_into_outputs_bench_is_picked_up(tmp_path, monkeypatch)
     (bench_dir / "synth.json").write_text(json.dumps(_sweep_doc()))
     (bench_dir / "waves-h100.json").write_text(json.dumps(dict(gpu, workload="waves")))
     monkeypatch.setattr(paths, "BENCH_DIR", bench_dir)
+    monkeypatch.setattr(paths, "GPU_RESULTS", tmp_path / "no-committed-gpu-runs")
     cfg = prof.ProfilingConfig(workloads=["synth"], output_dir=tmp_path / "out")
     found = prof.gpu_docs(cfg)
     assert [d["_path"].split("/")[-1] for d in found] == ["synth-h100.json"]
+    # committed GPU runs (benchmarks/gpu/<tag>/) are picked up too; a run dropped into
+    # outputs/bench replaces the committed one of the same name
+    committed = tmp_path / "gpu"
+    for tag in ("h100", "h200"):
+        (committed / tag).mkdir(parents=True)
+        (committed / tag / f"synth-{tag}.json").write_text(json.dumps(gpu))
+    monkeypatch.setattr(paths, "GPU_RESULTS", committed)
+    found = prof.gpu_docs(cfg)
+    assert [d["_path"] for d in found] == [str(bench_dir / "synth-h100.json"),
+                                           str(committed / "h200" / "synth-h200.json")]
 
 
 def test_summarize_headline_is_the_named_case_never_a_maximum():

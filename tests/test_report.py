@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from qbt_lib import paths, report
-from qbt_lib.bench import WORKLOADS
+from qbt_lib.bench import WORKLOADS, load_results
 
 GOLDEN_PROFILING = paths.GOLDEN_DIR / "profiling.ipynb"
+ASV_FIXTURES = paths.PROJ_ROOT / "tests" / "fixtures" / "asv-results"
 
 
 def _chromium() -> str | None:
@@ -26,9 +27,11 @@ def _chromium() -> str | None:
 
 
 @pytest.fixture
-def outputs(tmp_path, bench_fixtures):
+def outputs(tmp_path, bench_fixtures, monkeypatch):
     """A fake ``outputs/`` with the fixture bench JSONs, a synth metrics.json, and the golden
-    profiling notebook as if `make report` had executed it."""
+    profiling notebook as if `make report` had executed it (and no committed GPU runs: only
+    the fixture's GPU JSON)."""
+    monkeypatch.setattr(paths, "GPU_RESULTS", tmp_path / "no-committed-gpu-runs")
     out = tmp_path / "outputs"
     shutil.copytree(bench_fixtures, out / "bench")
     report.write_metrics(out / "synth", "synth", {"n": 10},
@@ -77,7 +80,8 @@ def test_summary_rows_cover_every_workload_and_name_sources(outputs, tmp_path):
         assert r["state"] in ("notebook not built yet", "not executed", "executed", "failed")
 
 
-def test_summary_rows_without_any_result(tmp_path):
+def test_summary_rows_without_any_result(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "GPU_RESULTS", tmp_path / "no-committed-gpu-runs")
     rows = report.summary_rows(tmp_path / "empty", results_dir=tmp_path / "no-asv-results")
     assert [r["workload"] for r in rows] == list(WORKLOADS)
     assert all(r["headline"] == {k: "-" for k in report.HEADLINE_KEYS} for r in rows)
@@ -88,10 +92,10 @@ def test_notebook_failed_detection(tmp_path):
           "metadata": {}}
     p = tmp_path / "x.ipynb"
     p.write_text(json.dumps(nb))
-    assert report._notebook_failed(p)
+    assert report.notebook_failed(p)
     nb["cells"][0]["outputs"] = [{"output_type": "stream", "text": "ok"}]
     p.write_text(json.dumps(nb))
-    assert not report._notebook_failed(p)
+    assert not report.notebook_failed(p)
 
 
 def test_run_notebooks_goes_on_after_a_failure(monkeypatch):
@@ -102,7 +106,7 @@ def test_run_notebooks_goes_on_after_a_failure(monkeypatch):
         if name == "synth":
             raise RuntimeError("cell 3 failed")
 
-    monkeypatch.setattr(report, "execute", fake_execute)
+    monkeypatch.setattr(report.notebooks, "execute", fake_execute)
     status = report.run_notebooks(["synth", "waves", "profiling"])
     assert status == {"synth": "failed", "waves": "ok", "profiling": "ok"}
     assert ("waves", "small") in ran and ("profiling", report.default_size("profiling")) in ran
@@ -210,3 +214,67 @@ window.addEventListener("load", function () {
   document.body.appendChild(pre);
 });
 </script>"""
+
+
+# ------------------------------------------------------------------ committed GPU runs
+def test_bench_dirs_include_the_committed_gpu_runs(tmp_path):
+    """``benchmarks/gpu/<tag>/`` (the committed device runs) is searched after
+    ``outputs/bench`` and before the profiling notebook's runs."""
+    dirs = report.bench_dirs(tmp_path)
+    committed = sorted(p for p in paths.GPU_RESULTS.iterdir()
+                       if p.is_dir() and any(p.glob("*.json")))
+    assert committed, "no committed GPU run in benchmarks/gpu/<tag>/"
+    assert dirs == [tmp_path / "bench", *committed, tmp_path / "profiling" / "bench"]
+    docs = report.bench_docs(dirs)
+    assert {Path(d["_path"]).parent for d in docs} == set(committed)
+    assert all(len(load_results(p)) == len(list(p.glob("*.json"))) for p in committed)
+
+
+def test_report_and_readme_pick_up_the_committed_gpu_runs(tmp_path):
+    """Every committed GPU run that states a GPU figure shows in the summary rows and in the
+    README block (asv path), naming its JSON."""
+    from qbt_lib.profiling import gpu_figure
+    rows = {r["workload"]: r for r in report.summary_rows(tmp_path / "outputs",
+                                                          results_dir=tmp_path / "no-asv")}
+    md = report.readme_results(results_dir=ASV_FIXTURES)
+    assert "| GPU (committed GPU run) |" in md
+    shown = 0
+    for d in load_results(None):
+        if not str(d["_path"]).startswith(str(paths.GPU_RESULTS)):
+            continue
+        text, src = gpu_figure([d])
+        if src is None:
+            continue
+        wl, name = d["workload"], Path(d["_path"]).name
+        line = next(x for x in md.splitlines() if x.startswith(f"| {wl} |"))
+        assert f"`{Path(d['_path']).relative_to(paths.PROJ_ROOT)}`" in line
+        assert text.replace("|", "/") in line
+        assert rows[wl]["headline"]["gpu"] != "-"
+        assert name in [Path(g["_path"]).name for g in [rows[wl]["bench"],
+                                                         *rows[wl]["gpu_benches"]] if g]
+        shown += 1
+    assert shown >= 1
+
+
+def test_a_dropped_in_gpu_run_replaces_the_committed_one(tmp_path, monkeypatch, bench_fixtures):
+    committed = tmp_path / "gpu"
+    (committed / "h100").mkdir(parents=True)
+    doc = json.loads((bench_fixtures / "synth-h100.json").read_text())
+    (committed / "h100" / "synth-h100.json").write_text(
+        json.dumps(dict(doc, headline={"gpu": "the committed run's figure"})))
+    monkeypatch.setattr(paths, "GPU_RESULTS", committed)
+    outputs = tmp_path / "outputs"
+    no_asv = tmp_path / "no-asv"
+    s = {r["workload"]: r for r in report.summary_rows(outputs, results_dir=no_asv)}["synth"]
+    assert s["headline"]["gpu"] == "the committed run's figure"  # stated by the GPU run
+    assert s["source"]["gpu"] == "synth-h100.json"
+    assert s["bench"]["_path"] == str(committed / "h100" / "synth-h100.json")
+    (outputs / "bench").mkdir(parents=True)
+    shutil.copy(bench_fixtures / "synth-h100.json", outputs / "bench")
+    shutil.copy(bench_fixtures / "synth.json", outputs / "bench")
+    s = {r["workload"]: r for r in report.summary_rows(outputs, results_dir=no_asv)}["synth"]
+    assert [g["_path"] for g in s["gpu_benches"]] == [str(outputs / "bench" / "synth-h100.json")]
+    assert s["headline"]["gpu"].startswith("800M samples/s on fixture GPU")
+    md = report.readme_results(results_dir=ASV_FIXTURES)  # the README: committed runs only
+    line = next(x for x in md.splitlines() if x.startswith("| synth |"))
+    assert "the committed run's figure" in line and str(committed / "h100") in line

@@ -2,19 +2,27 @@
 reference, determinism across n_jobs/backends, streaming, bad input."""
 from __future__ import annotations
 
+import ast
 import ctypes
+import json
 import math
 import shutil
 import subprocess
+import sys
+from pathlib import Path
+
+from statistics import NormalDist
 
 import numpy as np
-import pyarrow as pa
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from qbt_lib import straddles as st
-from qbt_lib.straddles import core, market, reference
+from qbt_lib.straddles import chunks, core, market, reference, structures
+from qbt_lib.straddles import portfolio as book_mod
+from qbt_lib.straddles import spec as spec_mod
 from qbt_lib.straddles.core import RTOL
 
 
@@ -367,7 +375,7 @@ def test_failed_stream_leaves_no_partial_dataset(small_market, tmp_path, monkeyp
     out = tmp_path / "ds"
     st.backtest(store, sched, output="parquet", path=out, chunk_size=10)
     before = sorted(p.name for p in (out / "rows").iterdir())
-    real = st.value_chunk
+    real = chunks.value_chunk
     calls = {"n": 0}
 
     def flaky(*a, **k):
@@ -376,7 +384,7 @@ def test_failed_stream_leaves_no_partial_dataset(small_market, tmp_path, monkeyp
             raise RuntimeError("disk full")
         return real(*a, **k)
 
-    monkeypatch.setattr(st, "value_chunk", flaky)
+    monkeypatch.setattr(chunks, "value_chunk", flaky)
     with pytest.raises(RuntimeError, match="disk full"):
         st.backtest(store, sched, output="parquet", path=out, chunk_size=10,
                     backend="sequential")
@@ -500,16 +508,187 @@ def test_gamma_is_compared_per_unit_of_price():
     got.loc[1, "gamma"] = 0.02 * (1 + 1e-9)
     with pytest.raises(AssertionError, match="gamma"):
         core.compare_rows(got, want, rtol=1e-12)
+# ------------------------------------------------------------------ the anatomy (#11)
+def test_parameters_are_declared_and_checked_in_one_place(small_market):
+    from qbt_lib.straddles import params
+    p = params.check_run({"per_month": 2.0, "tenor": "21", "chunk_size": 1e3, "n_jobs": 1.0,
+                          "hedge": "false", "impl": "NUMBA", "start_year": 2001.0})
+    assert (p["per_month"], p["tenor"], p["chunk_size"], p["n_jobs"], p["hedge"], p["impl"],
+            p["start_year"]) == (2, 21, 1000, 1, False, "numba", 2001)
+    assert p["end_year"] is None and p["source"] == "synthetic"   # the defaults filled in
+    with pytest.raises(ValueError, match=r"unknown parameter for straddles: 'tenr'; known:"):
+        st.run(tenr=21)
+    with pytest.raises(ValueError, match="chunk_size must be None, or an integer, got 2.5"):
+        params.check_run({"chunk_size": 2.5})
+    with pytest.raises(ValueError, match=r"device must be one of \['auto', 'cpu', 'gpu'\]"):
+        params.check_run({"device": "tpu"})
+    with pytest.raises(ValueError, match="impl must be one of .*'auto'.*'cupy'"):
+        params.check_backtest({"impl": "fast"})
+    with pytest.raises(ValueError, match="start_year must be None, or <= 2,200"):
+        params.check_run({"start_year": 3000})
+    store, assets = small_market
+    sched = st.build_schedule(store, assets[:1], 2001, 2001, per_month=1, tenor=5)
+    with pytest.raises(ValueError, match="chunk_size must be None, or >= 1"):
+        st.backtest(store, sched, chunk_size=0)
+    with pytest.raises(ValueError, match="rate must be <= 1.0"):
+        st.value_path(np.full(3, 100.0), np.full(3, 0.2), rate=2)
+
+
+def test_one_dispatch_table_same_answers_for_every_impl(small_market):
+    store, assets = small_market
+    sched = st.build_schedule(store, assets, 2002, 2002, per_month=3, tenor=20)
+    assert list(st.ENGINES) == ["reference", "numpy", "numba", "cupy"]
+    ref = st.backtest(store, sched, impl="reference", rate=0.02)
+    runs = {impl: st.backtest(store, sched, impl=impl, rate=0.02, chunk_size=13)
+            for impl in ("auto", "numpy", "numba", "cupy")}
+    for impl, bt in runs.items():
+        core.compare_rows(bt.rows, ref.rows, rtol=RTOL)
+        core.compare_rows(bt.summary, ref.summary, rtol=RTOL)
+    assert runs["auto"].params["impl"] == "numba" and runs["auto"].rows.equals(runs["numba"].rows)
+    assert runs["cupy"].params["impl"] in ("numpy", "cupy")  # no GPU: the same array code
+    assert st.resolve("auto", "cpu")[:2] == ("numba", "cpu")
+    assert st.resolve("reference")[2] is st.reference_backtest
+    with pytest.raises(ValueError, match="impl='numba' runs on the CPU; device='gpu' needs"):
+        st.resolve("numba", "gpu")
+    # the chunk kernels' table has no reference (it values whole schedules): the error
+    # names the ones it has
+    price, vol, dates, start = st.asset_days(store, sched)
+    with pytest.raises(ValueError, match=r"no reference engine; it has \['auto', 'numpy', "
+                                         r"'numba', 'cupy'\]"):
+        st.value_chunk("reference", "cpu", price, vol, dates, start, sched, 0.0, 1.0, True,
+                       core.empty_rows(sched.straddle_days))
+
+
+def test_auto_stays_on_the_cpu_with_a_gpu(monkeypatch, caplog):
+    """``AUTO_GPU=False``: with a (pretend) usable GPU, impl='auto' still runs Numba and
+    says why once; device='gpu' or impl='cupy' asks for the GPU explicitly."""
+    from qbt_lib import device
+    monkeypatch.setattr(device, "gpu_status", lambda: (True, "pretend GPU"))
+    monkeypatch.setattr(device, "_warned", set())
+    assert st.AUTO_GPU is False and "straddles-h200.json" in st.WHY_CPU
+    with caplog.at_level("INFO", logger="qbt"):
+        assert st.resolve("auto", "auto")[:2] == ("numba", "cpu")
+        assert st.resolve("auto", "auto")[:2] == ("numba", "cpu")
+    assert sum(st.WHY_CPU in r.getMessage() for r in caplog.records) == 1
+    assert st.resolve("auto", "gpu")[:2] == ("cupy", "gpu")
+    assert st.resolve("cupy", "auto")[:2] == ("cupy", "gpu")
+
+
+def test_compare_impls_times_the_same_work(small_market):
+    store, assets = small_market
+    sched = st.build_schedule(store, assets[:1], 2002, 2002, per_month=2, tenor=10)
+    t = st.compare_impls(store, sched, impls=["reference", "numpy", "numba"], repeats=1)
+    assert list(t.index) == ["reference", "numpy", "numba"] and t.index.name == "run"
+    assert t["same_answers"].all() and t.loc["reference", "speedup"] == 1.0
+    assert (t["straddles"] == len(sched)).all() and (t["n_jobs"] == 1).all()
+    assert t["unit"].iloc[0] == "straddle-days/s" and "efficiency" not in t
+    np.testing.assert_allclose(t["throughput"], sched.straddle_days / t["seconds"])
+    s = st.compare_impls(store, sched, impls=["numba"], n_jobs=[1, 2], repeats=1,
+                         output="summary")
+    assert list(s.index) == ["numba, n_jobs=1", "numba, n_jobs=2"]
+    assert list(s["n_jobs"]) == [1, 2] and s["same_answers"].all()
+    assert s["efficiency"].iloc[0] == 1.0
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        st.compare_impls(store, sched, repeats=0)
+
+
+def test_the_result_builds_headline_and_metrics(small_market, tmp_path):
+    from qbt_lib.metrics import Result
+    from qbt_lib.report import HEADLINE_KEYS
+    store, assets = small_market
+    sched = st.build_schedule(store, assets[:2], 2002, 2002, per_month=2, tenor=10)
+    bt = st.backtest(store, sched, impl="numba")
+    assert isinstance(bt, Result) and bt.workload == "straddles"
+    assert bt.headline().startswith(f"impl=numba, n_jobs=1, backend=threads: "
+                                    f"{sched.straddle_days:,} rows in ")
+    h = bt.report_headline()
+    assert tuple(h) == HEADLINE_KEYS and h["speedup_vs_reference"].startswith("not measured")
+    timing = st.compare_impls(store, sched, impls=["reference", "numba"], repeats=1)
+    scaling = st.compare_impls(store, sched, impls=["numba"], n_jobs=[1, 2], repeats=1,
+                               output="summary")
+    h = bt.with_timings(timing, scaling).report_headline()
+    assert h["speedup_vs_reference"] == (f"{timing.loc['numba', 'speedup']:.0f}x "
+                                         f"({len(sched):,} straddles, one core)")
+    assert h["parallel_efficiency"].endswith("at 2 workers")
+    assert h["throughput"].endswith("numba, 2 cores")
+    m = bt.metrics()
+    assert m["n_rows"] == sched.straddle_days and m["skipped"] == 0
+    assert m["mean_return"] == pytest.approx(bt.summary["return"].mean())
+    assert len(m["timing"]) == 2 and len(m["parallel"]) == 2
+    p = bt.write_metrics(tmp_path / "out", params={"source": "synthetic"}, wall_seconds=1.5)
+    doc = json.loads(p.read_text())
+    assert doc["workload"] == "straddles" and doc["headline"] == h
+    assert doc["params"]["source"] == "synthetic" and doc["params"]["impl"] == "numba"
+    assert doc["params"]["assets"] == assets[:2] and doc["wall_seconds"] == 1.5
+    by = bt.by_asset()
+    assert list(by.index) == assets[:2] and (by["straddles"] == len(sched) // 2).all()
+    assert "<b>straddles</b>" in bt._repr_html_()
+
+
+def test_run_keeps_the_market_parameters(tmp_path):
+    bt = st.run(assets=1, start_year=2001, end_year=2001, per_month=1, tenor=5,
+                output="parquet", output_path=tmp_path / "ds", vol_premium=0.03)
+    assert bt.path == tmp_path / "ds" and bt.n_straddles == 12
+    assert {k: bt.params[k] for k in ("source", "vol", "adjust", "seed", "vol_premium")} == \
+        {"source": "synthetic", "vol": "column", "adjust": True, "seed": 0, "vol_premium": 0.03}
+    assert (bt.params["start_year"], bt.params["per_month"], bt.params["tenor"]) == (2001, 1, 5)
+
+
+STRADDLES_MODULES = sorted(p.stem for p in Path(st.__file__).parent.glob("*.py")
+                           if p.stem != "__init__")
+
+
+def test_init_holds_no_logic():
+    tree = ast.parse(Path(st.__file__).read_text())
+    for i, node in enumerate(tree.body):
+        ok = (isinstance(node, ast.ImportFrom) or
+              (i == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
+              or (isinstance(node, ast.Assign) and [t.id for t in node.targets] == ["__all__"]))
+        assert ok, f"straddles/__init__.py line {node.lineno}: {ast.dump(node)[:80]}"
+    assert sorted(st.__all__) == sorted(set(st.__all__))
+    assert all(hasattr(st, name) for name in st.__all__)
+
+
+def test_no_function_local_imports_of_qbt_lib():
+    """No import cycle dodged inside a function (gpu.py's kernels file is the integrator's)."""
+    bad = []
+    for name in STRADDLES_MODULES:
+        if name == "gpu":
+            continue
+        tree = ast.parse((Path(st.__file__).parent / f"{name}.py").read_text())
+        for fn in ast.walk(tree):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(fn):
+                    if isinstance(node, ast.ImportFrom) and (
+                            node.level > 0 or (node.module or "").startswith("qbt_lib")):
+                        bad.append(f"{name}.py:{node.lineno}")
+    assert not bad, bad
+
+
+def test_every_module_imports_on_its_own():
+    code = "; ".join(f"import qbt_lib.straddles.{m}" for m in STRADDLES_MODULES)
+    for m in STRADDLES_MODULES:   # a fresh interpreter per module: an import cycle fails
+        subprocess.run([sys.executable, "-c", f"import qbt_lib.straddles.{m}"], check=True,
+                       capture_output=True)
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_bench_is_small_named_functions():
+    from qbt_lib.straddles import bench
+    tree = ast.parse(Path(bench.__file__).read_text())
+    sizes = {f.name: f.end_lineno - f.lineno + 1 for f in tree.body
+             if isinstance(f, ast.FunctionDef)}
+    assert max(sizes.values()) <= 80, sizes
+    assert set(bench.TRACKED) == {"seed_numba_vs_reference", "rows_kept_straddle_days_per_s",
+                                  "summary_only_straddle_days_per_s",
+                                  "rows_kept_vs_summary_only",
+                                  "rows_kept_parallel_efficiency",
+                                  "parquet_streamed_vs_raw_write",
+                                  "parquet_normalized_straddle_days_per_s"}   # issue #16
 
 
 # ================================================================== issue #16: structures,
 # costs, exits, the book, the normalized dataset
-from statistics import NormalDist  # noqa: E402
-
-from qbt_lib.straddles import portfolio as book_mod  # noqa: E402
-from qbt_lib.straddles import spec as spec_mod  # noqa: E402
-from qbt_lib.straddles import structures  # noqa: E402
-
 N = NormalDist().cdf
 CPU_IMPLS = ("reference", "numpy", "numba")
 SPECS = [dict(structure="call"), dict(structure="put"),
@@ -836,7 +1015,7 @@ def test_failed_normalized_stream_leaves_no_partial_dataset(small_market, tmp_pa
     store, assets = small_market
     sched = st.build_schedule(store, assets[:1], 2001, 2001, per_month=4, tenor=30)
     out = tmp_path / "ds"
-    for opts, target, name in (({}, st, "value_chunk"),
+    for opts, target, name in (({}, chunks, "value_chunk"),
                                (dict(exit="days:5"), structures, "value_chunk")):
         st.backtest(store, sched, output="parquet", path=out, chunk_size=10,
                     layout="normalized", **opts)

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from qbt_lib import data, synth
+from qbt_lib.synth import dataset as dsm
 from qbt_lib.synth import space as spm
 
 L, H = 16, 2
@@ -186,7 +187,7 @@ def test_impls_write_identical_files(space, cfg, tmp_path):
 
 
 def test_failed_run_leaves_no_dataset(space, cfg, tmp_path, monkeypatch):
-    real = synth._write_part_task
+    real = dsm._write_part_task
     calls = []
 
     def failing(task, space=None):
@@ -196,15 +197,15 @@ def test_failed_run_leaves_no_dataset(space, cfg, tmp_path, monkeypatch):
         return real(task, space)
 
     out = tmp_path / "out"
-    monkeypatch.setattr(synth, "_write_part_task", failing)
+    monkeypatch.setattr(dsm, "_write_part_task", failing)
     with pytest.raises(RuntimeError, match="simulated"):
         _write(out / "dataset", space, cfg, chunk_size=1000)
     assert calls == [0, 1, 2]          # it failed midway, with parts already written
     assert list(out.iterdir()) == []   # ... and nothing is left: no dataset, no temp dir
-    monkeypatch.setattr(synth, "_write_part_task", real)
+    monkeypatch.setattr(dsm, "_write_part_task", real)
     _write(out / "dataset", space, cfg)
     before = _file_hashes(out / "dataset")
-    monkeypatch.setattr(synth, "_write_part_task", failing)
+    monkeypatch.setattr(dsm, "_write_part_task", failing)
     with pytest.raises(RuntimeError):
         _write(out / "dataset", space, cfg, chunk_size=1000, materialize=True)
     assert _file_hashes(out / "dataset") == before  # the previous dataset is kept intact
@@ -300,14 +301,144 @@ def test_run_summary_and_metrics(tmp_path):
     # like with like: each row against the reference building the same layout
     assert ba["against"].iloc[-1] == ba.index[1] and "normalized" in ba.index[1]
     assert ba["speedup"].iloc[1] == 1.0 and ba["against"].iloc[2] == ba.index[0]
-    assert "normalized on both sides" in synth.headline(res, ba)["speedup_vs_reference"]
-    assert set(synth.headline(res, ba)) >= {"throughput", "speedup_vs_reference",
-                                            "parallel_efficiency", "gpu", "wall_seconds"}
+    assert res.before_after is ba                       # kept on the result ...
+    head = res.headline()                               # ... for its headline
+    assert "normalized on both sides" in head["speedup_vs_reference"]
+    assert set(head) >= {"throughput", "speedup_vs_reference", "parallel_efficiency", "gpu",
+                         "wall_seconds"}
     m = res.metrics()
     assert m["samples_per_s"] > 0 and m["impl"] == "numba"
+    assert m["headline"] == head and len(m["before_after"]) == len(ba)
 
 
 def test_default_chunk_size_is_larger_on_dask():
     assert synth.check_params(backend="threads")["chunk_size"] == synth.CHUNK == 1 << 19
     assert synth.check_params(backend="dask")["chunk_size"] == synth.DASK_CHUNK == 1 << 21
     assert synth.check_params(backend="dask", chunk_size=1000.0)["chunk_size"] == 1000
+
+
+# ------------------------------------------------------------------ the anatomy (#11)
+SYNTH = Path(synth.__file__).parent
+
+
+def test_every_parameter_is_declared_and_unknown_names_are_refused():
+    from qbt_lib.synth import params as P
+    assert set(P.CONSTRAINTS) == set(P.DEFAULTS)
+    assert synth.check_params is P.check_params
+    with pytest.raises(ValueError, match=r"unknown parameter for synth: 'lookbak'.*lookback"):
+        synth.check_params(lookbak=32)
+    p = synth.check_params(n=2.5e6, lookback=32.0, seed="7", n_jobs=2.0, chunk_size=4096.0)
+    assert (p["n"], p["lookback"], p["seed"], p["n_jobs"], p["chunk_size"]) == (
+        2_500_000, 32, 7, 2, 4096)
+    assert all(type(p[k]) is int for k in ("n", "lookback", "seed", "n_jobs", "chunk_size"))
+    assert synth.check_params(impl="NumBa", materialize="true")["impl"] == "numba"
+    with pytest.raises(ValueError, match=r"\bchunk_size\b"):
+        synth.check_params(chunk_size=2.5)
+
+
+def test_dispatch_table_engines_give_the_same_answers(space, cfg):
+    draws = spm.Draws(cfg, space.n_keys).take(0, 900)
+    want = synth.ENGINES["reference"](space, draws)
+    assert set(synth.ENGINES) == {"reference", "numpy", "numba", "cupy"}
+    for impl in ("numpy", "numba"):
+        out = np.full((5, 1000, L), np.nan, np.float32)   # a larger reused buffer: filled
+        cols, ohlcv = synth.ENGINES[impl](space, draws, True, out)
+        assert np.shares_memory(ohlcv, out)
+        np.testing.assert_array_equal(ohlcv, want[1], err_msg=impl)
+        for k in want[0]:
+            np.testing.assert_array_equal(cols[k], want[0][k], err_msg=f"{impl} {k}")
+    with pytest.raises(ValueError, match="impl"):
+        synth.build_samples("auto", space, draws)       # the engines take resolved names
+
+
+def test_dispatch_resolves_through_the_device_layer(monkeypatch):
+    from qbt_lib import device
+    from qbt_lib.synth import params as P
+    monkeypatch.setattr(device, "gpu_status", lambda: (True, "Fake GPU"))
+    assert synth.resolve_impl("auto", "auto") == ("cupy", "gpu")      # AUTO_GPU
+    assert synth.resolve_impl("numpy", "auto") == ("numpy", "cpu")
+    monkeypatch.setattr(P, "AUTO_GPU", False)
+    assert synth.resolve_impl("auto", "auto") == ("numba", "cpu")
+    assert synth.resolve_impl("cupy", "auto") == ("cupy", "gpu")
+    with pytest.raises(ValueError, match=r"impl must be one of .*'numba'.*got 'fortran'"):
+        synth.resolve_impl("fortran")
+    with pytest.raises(ValueError, match="device='gpu'"):
+        synth.resolve_impl("reference", "gpu")
+
+
+def test_compare_impls_times_the_same_samples(space, cfg):
+    t = synth.compare_impls(space, cfg, n=1500, impls=["reference", "numpy", "numba"],
+                            repeats=1, warmup=0)
+    assert list(t.index) == ["reference", "numpy", "numba"]
+    assert t["same_answers"].all() and (t["throughput"] > 0).all()
+    assert t.loc["reference", "speedup"] == 1.0 and t["unit"].iloc[0] == "samples/s"
+    t = synth.compare_impls(space, cfg, n=800, impls=["numba"], n_jobs=[1, 2], windows=False,
+                            repeats=1, warmup=0)
+    assert list(t.index) == ["numba, n_jobs=1", "numba, n_jobs=2"] and t["same_answers"].all()
+
+
+def test_result_headline_and_metrics(tmp_path):
+    import json
+
+    from qbt_lib.metrics import Result
+    res = synth.run(n=2000, symbols=2, lookback=L, horizon=H, n_jobs=1, backend="sequential",
+                    chunk_size=1024, output_dir=str(tmp_path), n_bars=300, impl="numpy")
+    assert isinstance(res, Result) and res.workload == "synth"
+    assert res.frame().equals(res.summary())
+    head = res.headline()                       # before any before/after table
+    assert head["speedup_vs_reference"].startswith("n/a") and head["gpu"] == "none (CPU run)"
+    assert "before_after" not in res.metrics()
+    synth.before_after(res, reference_n=100, fast_n=500)
+    assert res.headline()["speedup_vs_reference"].endswith("one core both sides)")
+    p = res.write_metrics()
+    m = json.loads(p.read_text())
+    assert p == tmp_path / "metrics.json" and m["workload"] == "synth"
+    assert m["params"]["impl"] == "numpy" and m["headline"]["throughput"].endswith("n=2,000)")
+    assert [r["path"] for r in m["before_after"]] == list(res.before_after.index)
+    assert "throughput" in res._repr_html_()
+
+
+def test_init_holds_no_logic():
+    import ast
+    tree = ast.parse((SYNTH / "__init__.py").read_text())
+    for i, node in enumerate(tree.body):
+        doc = i == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        names = isinstance(node, ast.Assign) and [
+            t.id for t in node.targets if isinstance(t, ast.Name)] == ["__all__"]
+        assert doc or names or isinstance(node, ast.ImportFrom), ast.dump(node)[:80]
+    assert set(synth.__all__) <= set(dir(synth))
+
+
+def test_no_function_local_imports_from_qbt_lib():
+    import ast
+    bad = []
+    for f in sorted(SYNTH.glob("*.py")):
+        for fn in ast.walk(ast.parse(f.read_text())):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(fn):
+                    if isinstance(node, ast.ImportFrom) and (
+                            node.level or (node.module or "").startswith("qbt_lib")):
+                        bad.append(f"{f.name}:{node.lineno}")
+                    elif isinstance(node, ast.Import) and any(
+                            a.name.startswith("qbt_lib") for a in node.names):
+                        bad.append(f"{f.name}:{node.lineno}")
+    assert not bad
+
+
+def test_no_import_circles_between_synth_modules():
+    """The modules' own imports form a DAG (``__init__`` imports them all and is left out:
+    importing any submodule runs it first, so a fresh-interpreter import cannot see a
+    circle below it)."""
+    import ast
+    import graphlib
+    mods = {f.stem for f in SYNTH.glob("*.py")} - {"__init__"}
+    graph = {}
+    for m in mods:
+        deps = set()
+        for node in ast.walk(ast.parse((SYNTH / f"{m}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                deps |= ({node.module.split(".")[0]} if node.module else
+                         {a.name for a in node.names})
+        graph[m] = deps & mods
+    assert graph["store"] >= {"gpu", "engines"} and "store" not in graph["gpu"]
+    graphlib.TopologicalSorter(graph).prepare()   # raises CycleError on a circle

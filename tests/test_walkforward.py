@@ -1,5 +1,5 @@
 """walkforward: indicator kernels vs TA-Lib / pandas / exact arithmetic, folds, no look-ahead,
-reference == fast, determinism across n_jobs and backends (Dask included), bad input,
+reference == numba (the dispatch table), determinism across n_jobs and backends (Dask included), bad input,
 Ctrl-C leaves nothing behind."""
 from __future__ import annotations
 
@@ -17,16 +17,17 @@ import pytest
 
 from qbt_lib import walkforward as wf
 from qbt_lib.data import load_ohlcv, synthetic_market
-from qbt_lib.walkforward import config, fast, features as F
+from qbt_lib.walkforward import config, fast, nb
+from qbt_lib.walkforward import features as F
 from qbt_lib.walkforward.reference import features_pandas
 
 # a small layout: 2 assets, ~390 bars in range, 4 folds of 120 train / 60 test bars
 TINY = dict(assets=2, start="2019-01-01", end="2020-06-30", fold_length=120, step_size=60,
             test_length=60, progress=False)
 TINY_CFG = {k: v for k, v in TINY.items() if k != "progress"}
-KERNELS = [("sma", F.sma_nb, 20), ("ema", F.ema_nb, 20), ("rsi", F.rsi_nb, 14),
-           ("momentum", F.momentum_nb, 5), ("stddev", F.stddev_nb, 20),
-           ("zscore", F.zscore_nb, 20), ("volume_ratio", F.volume_ratio_nb, 20)]
+KERNELS = [("sma", nb.sma_nb, 20), ("ema", nb.ema_nb, 20), ("rsi", nb.rsi_nb, 14),
+           ("momentum", nb.momentum_nb, 5), ("stddev", nb.stddev_nb, 20),
+           ("zscore", nb.zscore_nb, 20), ("volume_ratio", nb.volume_ratio_nb, 20)]
 
 
 def _ohlcv(n=3000, seed=3, sym="SYM002"):
@@ -48,7 +49,7 @@ def _bars_key(res):
     """Everything a run computed, as bytes (bitwise comparisons)."""
     return (res.bars[["prediction", "ret", "pnl"]].to_numpy().tobytes(),
             res.bars["position"].to_numpy().tobytes(),
-            res.metrics[list(wf.METRICS)].to_numpy().tobytes())
+            res.fold_metrics[list(wf.METRICS)].to_numpy().tobytes())
 
 
 # ------------------------------------------------------------------ kernels vs TA-Lib
@@ -82,13 +83,13 @@ def test_kernels_match_talib(talib, name, kernel, n):
 def test_atr_matches_talib(talib):
     df = _ohlcv()
     h, lo, c = (df[k].to_numpy() for k in ("high", "low", "close"))
-    _assert_rel(F.atr_nb(h, lo, c, 14, np.empty_like(c)), talib.ATR(h, lo, c, 14), 1e-10)
+    _assert_rel(nb.atr_nb(h, lo, c, 14, np.empty_like(c)), talib.ATR(h, lo, c, 14), 1e-10)
 
 
 def test_sma_is_talib_bit_for_bit(talib):
     x = np.r_[np.full(3, np.nan), _ohlcv()["close"].to_numpy()]
-    np.testing.assert_array_equal(_run(F.sma_nb, x, 20), talib.SMA(x, 20))
-    np.testing.assert_array_equal(_run(F.momentum_nb, x, 5), talib.MOM(x, 5))
+    np.testing.assert_array_equal(_run(nb.sma_nb, x, 20), talib.SMA(x, 20))
+    np.testing.assert_array_equal(_run(nb.momentum_nb, x, 5), talib.MOM(x, 5))
 
 
 # ------------------------------------------------------------------ kernels vs pandas / exact
@@ -96,16 +97,16 @@ def test_kernels_match_pandas():
     df = _ohlcv()
     c = df["close"]
     r = c / c.shift(1) - 1
-    _assert_rel(_run(F.sma_nb, c.to_numpy(), 20), c.rolling(20).mean().to_numpy(), 1e-10)
-    _assert_rel(_run(F.sma_nb, c.to_numpy(), 50), c.rolling(50).mean().to_numpy(), 1e-10)
-    _assert_rel(_run(F.stddev_nb, r.to_numpy(), 20), r.rolling(20).std(ddof=0).to_numpy(), 1e-10)
+    _assert_rel(_run(nb.sma_nb, c.to_numpy(), 20), c.rolling(20).mean().to_numpy(), 1e-10)
+    _assert_rel(_run(nb.sma_nb, c.to_numpy(), 50), c.rolling(50).mean().to_numpy(), 1e-10)
+    _assert_rel(_run(nb.stddev_nb, r.to_numpy(), 20), r.rolling(20).std(ddof=0).to_numpy(), 1e-10)
     zr = ((r - r.rolling(20).mean()) / r.rolling(20).std(ddof=0)).to_numpy()
-    _assert_rel(_run(F.zscore_nb, r.to_numpy(), 20), zr, 1e-9)
-    np.testing.assert_array_equal(_run(F.momentum_nb, c.to_numpy(), 20), c.diff(20).to_numpy())
+    _assert_rel(_run(nb.zscore_nb, r.to_numpy(), 20), zr, 1e-9)
+    np.testing.assert_array_equal(_run(nb.momentum_nb, c.to_numpy(), 20), c.diff(20).to_numpy())
     seed = c.copy()
     seed.iloc[:19] = np.nan
     seed.iloc[19] = c.iloc[:20].mean()
-    _assert_rel(_run(F.ema_nb, c.to_numpy(), 20),
+    _assert_rel(_run(nb.ema_nb, c.to_numpy(), 20),
                 seed.ewm(span=20, adjust=False).mean().to_numpy(), 1e-10)
 
 
@@ -136,20 +137,20 @@ def test_stddev_zscore_exact():
     """Against exact rational arithmetic on a price path that wanders over a 6x range."""
     x = 100 * np.exp(np.cumsum(np.random.default_rng(5).standard_normal(400) * 0.03))
     exact = _exact_std(x, 20)
-    _assert_rel(_run(F.stddev_nb, x, 20), exact, 1e-12)
+    _assert_rel(_run(nb.stddev_nb, x, 20), exact, 1e-12)
     mean = pd.Series(x).rolling(20).mean().to_numpy()
-    _assert_rel(_run(F.zscore_nb, x, 20), (x - mean) / exact, 1e-9)
+    _assert_rel(_run(nb.zscore_nb, x, 20), (x - mean) / exact, 1e-9)
 
 
 def test_kernel_edge_cases():
     flat = np.full(40, 5.0)
-    assert np.all(_run(F.stddev_nb, flat, 20)[19:] == 0.0)
-    assert np.all(_run(F.zscore_nb, flat, 20)[19:] == 0.0)
-    assert np.all(_run(F.rsi_nb, flat, 14)[14:] == 0.0)               # TA-Lib: 0 when flat
-    assert np.all(_run(F.volume_ratio_nb, np.zeros(30), 20)[19:] == 1.0)
+    assert np.all(_run(nb.stddev_nb, flat, 20)[19:] == 0.0)
+    assert np.all(_run(nb.zscore_nb, flat, 20)[19:] == 0.0)
+    assert np.all(_run(nb.rsi_nb, flat, 14)[14:] == 0.0)               # TA-Lib: 0 when flat
+    assert np.all(_run(nb.volume_ratio_nb, np.zeros(30), 20)[19:] == 1.0)
     short = np.arange(5.0)
-    assert np.isnan(_run(F.sma_nb, short, 20)).all()
-    assert np.isnan(F.atr_nb(short + 1, short, short + 0.5, 14, np.empty(5))).all()
+    assert np.isnan(_run(nb.sma_nb, short, 20)).all()
+    assert np.isnan(nb.atr_nb(short + 1, short, short + 0.5, 14, np.empty(5))).all()
 
 
 def test_wrappers_keep_the_index_and_check_the_window():
@@ -207,16 +208,16 @@ def source_dir(tmp_path_factory):
     ("random_forest", {"n_estimators": 5}),
     ("hist_gb", {"n_estimators": 10}),
 ])
-def test_reference_equals_fast(model, extra):
+def test_reference_equals_numba(model, extra):
     kw = {**TINY, "model": model, **extra}
     ref = wf.run(impl="reference", **kw)
-    fast_ = wf.run(impl="fast", **kw)
+    fast_ = wf.run(impl="numba", **kw)
     assert ref.n_folds == fast_.n_folds == 4
     np.testing.assert_array_equal(ref.bars["position"], fast_.bars["position"])
     np.testing.assert_array_equal(ref.bars["date"], fast_.bars["date"])
     np.testing.assert_array_equal(ref.bars["ret"], fast_.bars["ret"])
-    np.testing.assert_allclose(fast_.metrics[list(wf.METRICS)], ref.metrics[list(wf.METRICS)],
-                               rtol=0, atol=1e-9)
+    np.testing.assert_allclose(fast_.fold_metrics[list(wf.METRICS)],
+                               ref.fold_metrics[list(wf.METRICS)], rtol=0, atol=1e-9)
     np.testing.assert_allclose(fast_.bars["prediction"], ref.bars["prediction"], rtol=1e-6,
                                atol=1e-12)
     pd.testing.assert_frame_equal(ref.folds, fast_.folds)
@@ -234,8 +235,8 @@ def test_no_look_ahead(source_dir, tmp_path):
               for f in source_dir.glob("*.csv")}
     for name, df in frames.items():     # both copies through the same writer
         df.to_csv(base_dir / name)
-    base = {impl: wf.run(source=base_dir, impl=impl, **kw) for impl in ("fast", "reference")}
-    test_end = base["fast"].folds.query("fold == 1")["test_end"].max()
+    base = {impl: wf.run(source=base_dir, impl=impl, **kw) for impl in ("numba", "reference")}
+    test_end = base["numba"].folds.query("fold == 1")["test_end"].max()
     for name, df in frames.items():
         after = df.index > test_end
         df.loc[after, ["open", "high", "low", "close"]] *= 1.5
@@ -243,7 +244,7 @@ def test_no_look_ahead(source_dir, tmp_path):
         df.to_csv(pert_dir / name)
     for impl, b in base.items():
         p = wf.run(source=pert_dir, impl=impl, **kw)
-        for table in ("bars", "metrics"):
+        for table in ("bars", "fold_metrics"):
             tb, tp = getattr(b, table), getattr(p, table)
             pd.testing.assert_frame_equal(tb[tb["fold"] <= 1], tp[tp["fold"] <= 1],
                                           check_exact=True)
@@ -287,7 +288,7 @@ def test_bad_parameters_raise_value_error(kw, match):
         wf.run(**{**TINY, **kw})
 
 
-@pytest.mark.parametrize("impl", ["fast", "reference"])
+@pytest.mark.parametrize("impl", ["numba", "reference"])
 def test_nan_or_gap_in_used_range_raises(source_dir, tmp_path, impl):
     df = pd.read_csv(source_dir / "SYM001.csv", index_col="date", parse_dates=True)
     nan_dir, gap_dir, late_dir = (tmp_path / d for d in ("nan", "gap", "late"))
@@ -324,11 +325,11 @@ def test_overlapping_test_windows_are_stitched_once():
     assert res.equity.index.is_unique and len(res.equity) == 3 * 60 + 90
 
 
-@pytest.mark.parametrize("impl,backend", [("fast", "sequential"), ("fast", "threads"),
+@pytest.mark.parametrize("impl,backend", [("numba", "sequential"), ("numba", "threads"),
                                           ("reference", "sequential")])
 def test_interrupt_inside_a_task_leaves_no_outputs(monkeypatch, tmp_path, impl, backend):
     calls = {"n": 0}
-    target = (fast, "fit_predict") if impl == "fast" else \
+    target = (fast, "fit_predict") if impl == "numba" else \
         (sys.modules["qbt_lib.walkforward.reference"], "features_pandas")
     original = getattr(*target)
 
@@ -399,3 +400,122 @@ def test_ctrl_c_stops_loky_workers_and_leaves_no_outputs(tmp_path):
     gone, alive = psutil.wait_procs(workers, timeout=15)
     assert not alive, f"workers still running: {alive}"
     assert not out.exists() or not any(out.iterdir())
+
+
+# ------------------------------------------------------------------ the anatomy (#11)
+@pytest.mark.parametrize("kw,match", [
+    ({"fold_lenght": 100}, r"unknown parameter for walkforward: 'fold_lenght'; known: .*"
+                           r"fold_length"),
+    ({"step_size": 2.5}, "step_size must be an integer"),
+    ({"alpha": 0}, "alpha must be > 0"),
+    ({"anchored": "sometimes"}, "anchored must be true or false"),
+    ({"n_jobs": 0}, "n_jobs must not be 0"),
+    ({"symbols": 2, "assets": 2}, "give symbols or assets"),
+    ({"end": "soon"}, "end must be"),
+])
+def test_check_params_names_the_parameter(kw, match):
+    with pytest.raises(ValueError, match=match):
+        wf.check_params(**kw)
+
+
+def test_check_params_accepts_papermill_floats_and_old_names():
+    p = wf.check_params(fold_length=120.0, step_size="60", n_estimators=1e2, impl="fast",
+                        anchored="false", start="2019-01-01")
+    assert (p["fold_length"], p["step_size"], p["test_length"], p["n_estimators"]) == \
+        (120, 60, 60, 100)
+    assert p["impl"] == "numba" and p["anchored"] is False
+    assert p["start"] == pd.Timestamp("2019-01-01")
+    assert set(wf.DEFAULTS) == set(wf.CONSTRAINTS)
+    assert wf.make_config(**TINY_CFG, impl="fast").impl == "numba"
+
+
+def test_dispatch_table_and_impls_it_lacks():
+    assert set(wf.ENGINES) == {"reference", "numba"}
+    auto = wf.run(**TINY)                       # auto: numba (no GPU engine)
+    assert auto.config.impl == "numba" and auto.params["impl"] == "numba"
+    old = wf.run(impl="fast", **TINY)           # the old name of numba
+    assert _bars_key(old) == _bars_key(auto)
+    for impl in ("cupy", "numpy"):
+        with pytest.raises(ValueError, match=rf"impl='{impl}': walkforward has no {impl} "
+                                             r"engine; it has \['auto', 'reference', 'numba'\]"):
+            wf.run(impl=impl, **TINY)
+
+
+def test_result_headline_metrics_and_frame(tmp_path):
+    from qbt_lib.metrics import Result
+    res = wf.run(**TINY)
+    assert isinstance(res, Result) and res.workload == "walkforward"
+    assert res.frame() is res.fold_metrics and len(res.frame()) == 8
+    h = res.headline()
+    assert h.startswith("2 assets x 4 folds, ridge, numba (n_jobs=1): 8 fold-assets in ")
+    assert h.endswith(f"positions {res.positions_hash()}")
+    m = res.metrics()
+    assert m["n_folds"] == 4 and m["n_tasks"] == 8
+    assert m["positions_hash"] == res.positions_hash()
+    assert set(m["headline"]) == {"throughput", "speedup_vs_reference",
+                                  "parallel_efficiency", "gpu"}
+    assert set(m["aggregate"]) == {"SYM000", "SYM001", "all assets"}
+    table = pd.DataFrame([
+        {"run": "reference (sequential)", "n_jobs": 1, "backend": "sequential",
+         "seconds": 2.0, "speedup": 1.0, "fold-assets/s": 4.0, "note": ""},
+        {"run": "numba, warm cache", "n_jobs": 1, "backend": "sequential", "seconds": 0.5,
+         "speedup": 4.0, "fold-assets/s": 16.0, "note": ""}])
+    figures = res.headline_figures(table)
+    assert figures["throughput"] == "16 fold-assets/s (warm cache, n_jobs=1)"
+    assert figures["speedup_vs_reference"] == "4.0x (n_jobs=1, one core both sides)"
+    assert res.headline(table).startswith("throughput: 16 fold-assets/s")
+    p = res.write_metrics(tmp_path, timing=table, wall_seconds=3.0)
+    import json
+    doc = json.loads(p.read_text())
+    assert doc["workload"] == "walkforward" and doc["headline"] == figures
+    assert doc["params"]["assets"] == ["SYM000", "SYM001"] and doc["wall_seconds"] == 3.0
+    assert len(doc["timing"]) == 2
+    with pytest.raises(ValueError, match="output_dir"):
+        res.write_metrics()
+
+
+def test_compare_impls_times_the_engines_on_the_same_work():
+    t = wf.compare_impls(repeats=1, n_jobs=2, backend="threads", **TINY)
+    assert list(t.index) == ["reference", "numba, one core", "numba, threads (2)"]
+    assert t["same_answers"].all() and (t["throughput"] > 0).all()
+    assert t.loc["reference", "speedup"] == 1.0
+    one = wf.compare_impls(repeats=1, **TINY)        # n_jobs=1: no pool row
+    assert list(one.index) == ["reference", "numba, one core"]
+
+
+def test_init_holds_no_logic():
+    import ast
+    import inspect
+    tree = ast.parse(inspect.getsource(wf))
+    for node in tree.body:
+        ok = isinstance(node, (ast.Import, ast.ImportFrom)) or (
+            isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)) or (
+            isinstance(node, ast.Assign) and [t.id for t in node.targets] == ["__all__"])
+        assert ok, f"walkforward/__init__.py line {node.lineno}: {ast.dump(node)[:80]}"
+    assert all(hasattr(wf, n) for n in wf.__all__)
+
+
+def test_modules_import_on_their_own_without_local_imports_of_qbt_lib():
+    """Every walkforward module imports alone in a fresh interpreter, and none imports from
+    qbt_lib inside a function (a cycle dodged); scikit-learn, TA-Lib and threadpoolctl may
+    be imported lazily."""
+    import ast
+    pkg = Path(wf.__file__).parent
+    for f in sorted(pkg.glob("*.py")):
+        mod = f"qbt_lib.walkforward.{f.stem}" if f.stem != "__init__" else "qbt_lib.walkforward"
+        subprocess.run([sys.executable, "-c", f"import {mod}"], check=True)
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for sub in ast.walk(node):
+                    if isinstance(sub, ast.ImportFrom):
+                        assert not (sub.level or (sub.module or "").startswith("qbt_lib")), \
+                            f"{f.name}:{sub.lineno}: a function-local import of qbt_lib"
+
+
+def test_nb_holds_the_kernels_and_features_the_wrappers():
+    from numba.core.registry import CPUDispatcher
+    kernels = {k for k, v in vars(nb).items() if isinstance(v, CPUDispatcher)}
+    assert {"sma_nb", "ema_nb", "rsi_nb", "atr_nb", "feature_matrix_nb", "backtest_nb"} <= kernels
+    assert all(k.endswith("_nb") or k == "_true_range" for k in kernels)
+    assert not [k for k, v in vars(F).items() if isinstance(v, CPUDispatcher)
+                and v.__module__ != nb.__name__]            # features defines none of its own

@@ -1,14 +1,15 @@
-"""waves: the fast impulse search equals the original algorithm (the reference), the spec's
-quirks hold, reported patterns pass an independent re-check, results do not depend on the
-engine, backend or n_jobs, and bad input is rejected by name."""
+"""waves: the fast impulse search equals the original algorithm (the reference), the quirks
+of docs/waves.md hold, reported patterns pass an independent re-check, results do not depend
+on the engine, backend or n_jobs, bad input is rejected by name, and the package has the
+shape every workload has (params, dispatch table, Result, no logic in ``__init__``)."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from qbt_lib import waves
-from qbt_lib.waves import enums, gpu, nb, reference
+from qbt_lib import device, metrics, paths, waves
+from qbt_lib.waves import engines, enums, gpu, nb, reference
 
 PIVOTS = [f"p{k}" for k in range(6)]
 
@@ -61,9 +62,9 @@ def test_skip_tuples_are_the_originals():
             assert all(v == 0 for v in t[z:])
 
 
-# --------------------------------------------------------------------------- fast == reference
+# --------------------------------------------------------------------------- numba == reference
 @pytest.mark.parametrize("seed", range(6))
-def test_fast_equals_reference_random_series(seed):
+def test_numba_equals_reference_random_series(seed):
     """Exact pivot sets from random start bars: tick-grid zigzags (equal highs/lows, flat
     bars and stretches, gaps) and GARCH bars; both rule sets, both directions, windows."""
     rng = np.random.default_rng(seed)
@@ -89,7 +90,7 @@ def test_fast_equals_reference_random_series(seed):
     assert checked == 96 and found > 0
 
 
-def test_fast_equals_reference_every_start_bar():
+def test_numba_equals_reference_every_start_bar():
     lo, hi = zigzag(np.random.default_rng(42), 50, tick=0.5, noise=0.5, maxleg=3)
     job, piv = waves.scan_series(lo, hi, up_to=5)
     got = {s: _rows(piv[job == s]) for s in range(len(lo))}
@@ -107,7 +108,7 @@ def test_find_impulses_impls_agree():
             assert _rows(fast) == _rows(ref)
 
 
-# --------------------------------------------------------------------------- spec quirks
+# --------------------------------------------------------------------------- the quirks (docs/waves.md)
 # One clean impulse, bars 0..11: P0=10 (bar 0), P1=20 (2), P2=18 (3), P3=30 (6), P4=25 (8),
 # P5=33 (10). len1 = 10 and len2 = 2: w2_2 holds only because it is ``>=``.
 IMPULSE_LO = np.array([10, 11, 14, 18, 18.5, 20, 24, 27, 25, 26, 30, 31], dtype=float)
@@ -178,7 +179,7 @@ def test_empty_slice_after_wave4_is_a_reject():
 
 # --------------------------------------------------------------------------- independent re-check
 def _spec_rules(lo, hi, piv):
-    """The compat rules and chain checks from the spec's formulas, written out again."""
+    """The compat rules and chain checks from docs/waves.md's formulas, written out again."""
     s0, e1, e2, e3, e4, e5 = (int(v) for v in piv)
     p0 = lo[s0]
     p1 = hi[e1] if e1 > s0 else lo[s0]
@@ -267,7 +268,7 @@ def frames():
     return waves.load_source("synthetic", 3, 240, 11)
 
 
-def test_scan_reference_equals_fast_per_window(frames):
+def test_scan_reference_equals_numba_per_window(frames):
     kw = dict(window=80, overlap=0.5, max_start_points=4, up_to=4,
               rules=["compat", "diagonal"], directions=["up", "down"])
     fast = waves.scan(frames, **kw)
@@ -361,7 +362,7 @@ def test_results_do_not_depend_on_backend_or_n_jobs(frames, backend, monkeypatch
               rules=["compat", "diagonal"], progress=False)
     base = waves.scan(frames, n_jobs=1, backend="sequential", **kw)
     best = waves.scan(frames, n_jobs=1, backend="sequential", top_k=2, **kw)
-    monkeypatch.setattr(waves, "CHUNK_JOBS", 50)   # several tasks per symbol and window
+    monkeypatch.setattr(waves.engines, "CHUNK_JOBS", 50)   # several tasks per symbol and window
     other = waves.scan(frames, n_jobs=2, backend=backend, **kw)
     pd.testing.assert_frame_equal(base.patterns, other.patterns)
     pd.testing.assert_frame_equal(base.rejects, other.rejects)
@@ -418,12 +419,25 @@ def test_write_patterns_roundtrip_and_atomic(frames, tmp_path, monkeypatch):
     assert sorted(x.name for x in tmp_path.iterdir()) == ["patterns.parquet"]
 
 
-def test_compare_speed_agrees():
+def test_compare_impls_same_work_same_answers():
     lo, hi = garch_bars(120, 2)
-    t = waves.compare_speed(lo, hi, int(np.argmin(lo[:60])), up_to=4, max_seconds=30,
-                            repeats=3)
-    assert t.loc["reference", "complete"] and t["agrees"].all()
-    assert t.loc["reference", "tuples"] == t.loc["fast", "tuples"] == reference.n_tuples(4)
+    t = waves.compare_impls(lo, hi, int(np.argmin(lo[:60])), up_to=4, impls="numba,numpy",
+                            max_seconds=30, repeats=3)
+    assert list(t.index) == ["reference", "numba", "numpy"]
+    assert t.loc["reference", "complete"] and t["same_answers"].all()
+    assert (t["tuples"] == reference.n_tuples(4)).all()
+    assert (t["patterns"] == t.loc["reference", "patterns"]).all()
+    assert t.loc["numba", "repeats"] == 3 and (t["min"] <= t["seconds"]).all()
+    assert t.loc["numba", "speedup"] == pytest.approx(
+        t.loc["numba", "tuples_per_s"] / t.loc["reference", "tuples_per_s"])
+
+
+def test_compare_impls_capped_reference_is_a_subset():
+    lo, hi = garch_bars(300, 4)
+    t = waves.compare_impls(lo, hi, int(np.argmin(lo)), up_to=12, max_seconds=0.05, repeats=2)
+    assert not t.loc["reference", "complete"]
+    assert t.loc["reference", "tuples"] < t.loc["numba", "tuples"] == reference.n_tuples(12)
+    assert t["same_answers"].all()
 
 
 @pytest.mark.parametrize("kw,match", [
@@ -458,3 +472,186 @@ def test_bad_prices_and_start_are_named():
     with pytest.raises(ValueError, match="SYM000: 5 bars"):
         waves.scan(waves.load_source("synthetic", 1, 10, 0)["SYM000"].iloc[:5].pipe(
             lambda d: {"SYM000": d}))
+
+
+# --------------------------------------------------------------------------- parameters
+def test_unknown_parameter_is_named_with_the_known_ones(frames):
+    with pytest.raises(ValueError, match=r"unknown parameter for waves: 'windw'; known: .*window"):
+        waves.run(frames, windw=100)
+
+
+def test_papermill_floats_are_accepted_and_fractions_rejected(frames):
+    a = waves.run(frames, window=100.0, up_to=6.0, top_k=2.0, max_start_points=5.0)
+    b = waves.run(frames, window=100, up_to=6, top_k=2, max_start_points=5)
+    pd.testing.assert_frame_equal(a.patterns, b.patterns)
+    assert a.params["up_to"] == 6 and isinstance(a.params["up_to"], int)
+    for kw, match in ((dict(up_to=6.5), "up_to must be an integer"),
+                      (dict(window="abc"), "window must be an integer"),
+                      (dict(n_bars=1e9), "n_bars must be <= 10,000,000"),
+                      (dict(adjust="maybe"), "adjust must be true or false"),
+                      (dict(backend="mpi"), "backend must be one of"),
+                      (dict(device="tpu"), "device must be one of")):
+        with pytest.raises(ValueError, match=match):
+            waves.run("synthetic", **kw)
+
+
+def test_params_defaults_are_checked_and_recorded(frames):
+    assert set(waves.DEFAULTS) == set(waves.CONSTRAINTS)
+    res = waves.run(frames, window="all", max_start_points=0, rules="diagonal, compat,compat",
+                    up_to=4)
+    p = res.params
+    assert p["window"] is None and p["max_start_points"] is None
+    assert p["rules"] == ["diagonal", "compat"] and p["directions"] == ["up"]
+    assert p["impl"] == "numba" and p["device"] == "cpu" and p["n_jobs"] == 1
+    assert p["source"] == "{symbol: DataFrame} (3 symbols)"
+
+
+def test_series_parameters_are_named():
+    lo, hi = garch_bars(60, 1)
+    for kw, match in ((dict(rules="both"), "rules must be one of"),
+                      (dict(direction="sideways"), "direction must be one of"),
+                      (dict(up_to=31), "up_to must be <= 30"),
+                      (dict(impl="numbaa"), "impl must be one of")):
+        with pytest.raises(ValueError, match=match):
+            waves.scan_series(lo, hi, **kw)
+
+
+# --------------------------------------------------------------------------- dispatch
+def test_dispatch_tables_have_every_impl():
+    impls = set(waves.IMPLS) - {"auto"}
+    assert set(engines.ENGINES) == set(engines.SEARCH) == impls
+    assert impls <= set(device.IMPLS)
+    # GPU policy: auto stays on the CPU, for a measured reason whose file is in the repo
+    assert waves.AUTO_GPU is False
+    assert "0.4x of 16 CPU cores" in waves.WHY_CPU
+    assert (paths.PROJ_ROOT / "benchmarks/gpu/h200/waves-h200.json").is_file()
+
+
+@pytest.mark.parametrize("impl", ["reference", "numba", "numpy", "cupy", "auto", "fast"])
+def test_every_impl_gives_the_same_scan(frames, impl):
+    """One table, one answer: every engine (cupy without a GPU runs its array code on NumPy;
+    "fast", the old name, is resolved like "auto") gives the numba scan's rows and counts."""
+    kw = dict(window=80, overlap=0.5, max_start_points=3, up_to=4, rules="compat,diagonal",
+              directions="up,down", top_k=2)
+    base = waves.run(frames, impl="numba", **kw)
+    res = waves.run(frames, impl=impl, device="auto", **kw)
+    pd.testing.assert_frame_equal(res.patterns, base.patterns)
+    if impl != "reference":   # the reference counts nothing
+        pd.testing.assert_frame_equal(res.rejects, base.rejects)
+        assert res.summary["monowaves_built"] == base.summary["monowaves_built"]
+    expect = {"fast": "numba", "auto": "numba"}.get(impl, impl)
+    if not device.gpu_available():
+        expect = {"cupy": "numpy"}.get(expect, expect)
+    assert res.params["impl"] == expect
+
+
+@pytest.mark.parametrize("impl", ["reference", "numba", "numpy", "cupy"])
+def test_every_impl_gives_the_same_series_search(impl):
+    lo, hi = zigzag(np.random.default_rng(7), 70)
+    st = np.arange(0, 70, 3)
+    en = np.minimum(st + 40, 70)
+    expect = waves.scan_series(lo, hi, st, up_to=4, rules="diagonal", direction="down", ends=en)
+    got = waves.scan_series(lo, hi, st, up_to=4, rules="diagonal", direction="down", ends=en,
+                            impl=impl, device="auto")
+    np.testing.assert_array_equal(got[0], expect[0])
+    np.testing.assert_array_equal(got[1], expect[1])
+
+
+def test_cpu_impls_refuse_the_gpu_and_the_cpu_refuses_nothing(frames):
+    with pytest.raises(ValueError, match="impl='numba' runs on the CPU; device='gpu' needs"):
+        waves.run(frames, impl="numba", device="gpu")
+    with pytest.raises(ValueError, match="impl='reference' runs on the CPU"):
+        waves.scan_series(*garch_bars(40, 0), impl="reference", device="gpu")
+    # impl="cupy" with device="cpu": the same array code on NumPy
+    assert waves.run(frames, impl="cupy", device="cpu", up_to=3).params["impl"] == "numpy"
+
+
+def test_warm_up_runs_each_engine():
+    for impl in ("numba", "numpy", "reference"):
+        assert waves.warm_up(impl, "cpu", up_to=3) >= 0
+    with pytest.raises(ValueError, match="impl must be one of"):
+        waves.warm_up("magic")
+
+
+# --------------------------------------------------------------------------- the Result
+def test_result_headline_metrics_and_write_metrics(frames, tmp_path):
+    res = waves.run(frames, window=100, overlap=0.5, up_to=6, n_jobs=1,
+                    output_dir=str(tmp_path / "out"))
+    assert isinstance(res, metrics.Result) and res.workload == "waves"
+    assert res.frame() is res.patterns
+    assert res.overview() == (f"{res.summary['start_bars']:,} start-bar searches "
+                              f"({res.summary['tuples']:,} skip tuples in the original's "
+                              f"terms), {len(res.patterns):,} patterns kept")
+    assert res.headline().startswith("scan: ") and "numba on cpu" in res.headline()
+    assert res.speedup() is None
+    m = res.metrics()
+    assert m["headline"]["speedup_vs_reference"] == "not measured"
+    assert m["patterns"] == len(res.patterns) and m["start_bars"] == res.summary["start_bars"]
+    lo = frames["SYM000"]["low"].to_numpy()[:100]
+    hi = frames["SYM000"]["high"].to_numpy()[:100]
+    cmp = waves.compare_impls(lo, hi, int(np.argmin(lo)), up_to=6, repeats=3)
+    assert res.add_timings(warm_up_seconds=0.25, comparison=cmp) is res
+    assert res.speedup() == pytest.approx(cmp.loc["numba", "speedup"])
+    line = res.headline()
+    assert "JIT warm-up 0.25 s not included" in line and "numba / reference" in line
+    m = res.metrics()
+    assert set(m["headline"]) == {"throughput", "speedup_vs_reference",
+                                  "parallel_efficiency", "gpu"}
+    assert m["headline"]["speedup_vs_reference"].endswith("x (one start bar, up_to=6)")
+    assert m["warm_up_seconds"] == 0.25
+    assert m["numba_tuples_per_second"] == cmp.loc["numba", "tuples_per_s"]
+    path = res.write_metrics(wall_seconds=1.5)          # output_dir from the run's params
+    assert path == tmp_path / "out" / "metrics.json"
+    doc = metrics.read_metrics("out", tmp_path)
+    assert doc["workload"] == "waves" and doc["wall_seconds"] == 1.5
+    assert doc["params"]["impl"] == "numba" and doc["headline"] == m["headline"]
+    assert "<b>waves</b>: scan: " in res._repr_html_()
+
+
+def test_result_digest_and_write_patterns(frames, tmp_path):
+    a = waves.run(frames, up_to=6)
+    b = waves.run(frames, up_to=6, n_jobs=2, backend="threads")
+    assert a.digest() == b.digest() and a.digest().startswith(f"{len(a.patterns):,} rows, ")
+    out = a.write_patterns(tmp_path / "p.parquet")
+    assert len(pd.read_parquet(out)) == len(a.patterns)
+
+
+# --------------------------------------------------------------------------- anatomy
+def test_init_holds_no_logic():
+    """``__init__.py`` is the public face: a docstring, imports and ``__all__`` only."""
+    import ast
+    tree = ast.parse((paths.PROJ_ROOT / "qbt_lib/waves/__init__.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue                                          # the docstring
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        assert (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and getattr(node.targets[0], "id", None) == "__all__"), ast.dump(node)[:200]
+    assert all(hasattr(waves, name) for name in waves.__all__)
+    assert waves.scan is waves.run
+
+
+def test_bench_has_no_function_local_qbt_imports():
+    import ast
+    for mod in ("bench", "api", "engines", "results", "prices", "shape", "score", "params"):
+        tree = ast.parse((paths.PROJ_ROOT / f"qbt_lib/waves/{mod}.py").read_text())
+        for fn in ast.walk(tree):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(fn):
+                    if isinstance(node, ast.ImportFrom):
+                        assert node.level == 0 and not (node.module or "").startswith(
+                            "qbt_lib"), f"{mod}.{fn.name} imports {node.module} locally"
+
+
+def test_batched_top_k_across_batch_boundaries_equals_numba(frames):
+    """The array engine keeps each batch's top-k per window on the device; with batches of
+    7 start bars a window's jobs span several batches, and the top-k of the batches' top-k
+    is still the window's top-k (the numba scan's rows)."""
+    kw = dict(window=80, overlap=0.5, max_start_points=20, up_to=6, rules="compat,diagonal",
+              directions="up,down", top_k=2)
+    base = waves.run(frames, impl="numba", **kw)
+    got = waves.run(frames, impl="numpy", gpu_batch_jobs=7, **kw)
+    assert len(base.patterns) > 0
+    pd.testing.assert_frame_equal(got.patterns, base.patterns)
+    pd.testing.assert_frame_equal(got.rejects, base.rejects)

@@ -23,7 +23,7 @@ cat "$OUT/env.txt"
 T0=$(date +%s)
 timeout ${TEST_TIMEOUT:-210} python3 -m pytest -p no:cacheprovider -q -ra \
   tests/test_synth.py tests/test_straddles.py tests/test_waves.py tests/test_marketsim.py \
-  -k "gpu or cupy or device" > "$OUT/pytest.txt" 2>&1
+  -k "gpu or cupy or device or dispatch or engine" > "$OUT/pytest.txt" 2>&1
 echo "pytest rc=$? in $(( $(date +%s) - T0 )) s"; tail -25 "$OUT/pytest.txt"
 T0=$(date +%s)
 timeout ${BENCH_TIMEOUT:-330} python3 -m qbt_lib.bench.gpu --tag "$TAG" --out "$OUT/bench" \

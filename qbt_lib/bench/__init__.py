@@ -51,6 +51,7 @@ from typing import Any, Callable, Sequence
 from .. import paths
 from ..parallel import available_cores, resolve_n_jobs
 from ..machine import copy_bandwidth, machine_info, peak_rss_mb, peak_rss_reset, versions
+from .jsons import load_results  # noqa: F401  (the bench JSONs read back: bench.jsons)
 
 WORKLOADS = ("synth", "straddles", "walkforward", "waves", "marketsim")
 #: bench sizes: ``tiny`` (seconds per workload: the profiling golden notebook, asv quick
@@ -434,21 +435,6 @@ def format_table(d: dict) -> str:
             rng = "" if r.get("lo") is None else f" [{r['lo']:.2f}-{r['hi']:.2f}]"
             lines.append(f"ratio {r['name']:<40s} {r['value']:9.2f}x{rng}{t}")
     return "\n".join(lines)
-
-
-def load_results(bench_dir: str | Path | None = None) -> list[dict]:
-    """Every bench JSON under ``outputs/bench`` (CPU runs and dropped-in GPU runs)."""
-    d = Path(bench_dir) if bench_dir is not None else paths.BENCH_DIR
-    out = []
-    for p in sorted(d.glob("*.json")):
-        try:
-            r = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if isinstance(r, dict) and "workload" in r and "cases" in r:
-            r["_path"] = str(p)
-            out.append(r)
-    return out
 
 
 def compare_impls(runs: dict[str, Callable[[], Any]], *, size: float, unit: str,

@@ -25,9 +25,22 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import marketsim as ms
 from .. import paths
+from .. import walkforward as wf
 from ..device import gpu_available, gpu_status
+from ..marketsim import gpu as mgpu
 from ..parallel import available_cores
+from ..straddles import backtest, build_schedule, core, load_market
+from ..straddles.gpu import device_throughput
+from ..straddles.schedule import asset_days
+from ..synth import draw_config, open_dataset, sample_space, write_dataset
+from ..synth import gpu as sgpu
+from ..synth.bench import LOOKBACK, SYMBOLS
+from ..synth.nb import gather_scale_par_nb
+from ..synth.space import Draws
+from ..waves import as_store as _as_store, load_source, scan
+from ..waves import gpu as wgpu
 from . import Bench
 
 WORKLOADS = ("synth", "straddles", "marketsim", "waves", "walkforward")
@@ -94,10 +107,6 @@ def stage_times(module, names: list[str], fn) -> dict[str, float]:
 def synth(b: Bench, counts: list[int]) -> None:
     import numba
 
-    from ..synth import draw_config, sample_space
-    from ..synth.bench import LOOKBACK, SYMBOLS
-    from ..synth.nb import gather_scale_par_nb
-    from ..synth.space import Draws
     tiny = b.tiny
     space = sample_space("synthetic", SYMBOLS, seed=0, lookback=LOOKBACK, horizon=1)
     cfg = draw_config(0)
@@ -123,13 +132,12 @@ def synth(b: Bench, counts: list[int]) -> None:
         return
     import cupy as cp
 
-    from ..synth import gpu
-    ds = gpu.device_space(space)
-    key_dev = gpu.to_device(keys)
+    ds = sgpu.device_space(space)
+    key_dev = sgpu.to_device(keys)
     dev_out = cp.empty((5, m, LOOKBACK), cp.float32)
 
     def kern() -> None:
-        gpu.gather_scale_device(ds, key_dev, dev_out)
+        sgpu.gather_scale_device(ds, key_dev, dev_out)
         cp.cuda.get_current_stream().synchronize()
     g = b.measure(f"cupy gather+scale kernel, {m:,} samples (device memory)", kern,
                   impl="cupy", size=m, unit="samples", device="gpu", nbytes=m * row_bytes,
@@ -143,7 +151,7 @@ def synth(b: Bench, counts: list[int]) -> None:
     del dev_out, out
 
     def generic() -> None:
-        o = gpu.gather_scale_device(ds, key_dev, use_kernel=False)
+        o = sgpu.gather_scale_device(ds, key_dev, use_kernel=False)
         cp.cuda.get_current_stream().synchronize()
         return o.shape
     b.measure("cupy array-generic gather+scale (device)", generic, impl="cupy-xp", size=m,
@@ -151,22 +159,21 @@ def synth(b: Bench, counts: list[int]) -> None:
     m2 = min(m, 1 << 22)
 
     def e2e() -> None:
-        gpu.materialize_device(space, cfg, 0, m2)
+        sgpu.materialize_device(space, cfg, 0, m2)
         cp.cuda.get_current_stream().synchronize()
     b.measure("cupy: CPU draws + pinned upload + device gather+scale", e2e, impl="cupy",
               size=m2, unit="samples", device="gpu", nbytes=m2 * row_bytes, repeats=3)
     host = np.ones(1 << 28, np.uint8)
-    h2d = b.measure("pinned-staged host->device copy (256 MiB)", lambda: gpu.to_device(host),
+    h2d = b.measure("pinned-staged host->device copy (256 MiB)", lambda: sgpu.to_device(host),
                     impl="cupy", size=host.nbytes, unit="bytes", device="gpu",
                     nbytes=host.nbytes, repeats=5)
     h2d.pop("_result", None)
-    dev = gpu.to_device(host)
-    d2h = b.measure("pinned-staged device->host copy (256 MiB)", lambda: gpu.to_host(dev),
+    dev = sgpu.to_device(host)
+    d2h = b.measure("pinned-staged device->host copy (256 MiB)", lambda: sgpu.to_host(dev),
                     impl="cupy", size=host.nbytes, unit="bytes", device="gpu",
                     nbytes=host.nbytes, repeats=5)
     d2h.pop("_result", None)
     del dev
-    from ..synth import open_dataset, write_dataset
     tmp = Path(tempfile.mkdtemp(dir=paths.cache_dir()))
     try:
         n = (1 << 16) if tiny else (1 << 21)
@@ -198,8 +205,6 @@ def synth(b: Bench, counts: list[int]) -> None:
 
 # --------------------------------------------------------------------------- straddles
 def straddles(b: Bench, counts: list[int]) -> None:
-    from ..straddles import backtest, build_schedule, core, load_market
-    from ..straddles.schedule import asset_days
     tiny = b.tiny
     tenor, per_month = 63, 8
     n_assets = 3 if tiny else 435      # 435 x 2,304 = 1,002,240 straddles
@@ -221,10 +226,14 @@ def straddles(b: Bench, counts: list[int]) -> None:
                     impl="numba", size=rows, unit="straddle-days", n_jobs=cores,
                     backend="threads", repeats=3, nbytes=rows * core.ROW_BYTES)
     cpu_rows = cpu.pop("_result").rows
+    cs = b.measure(f"numba, summary only, {len(big):,} straddles, {cores} threads",
+                   lambda: backtest(store, big, impl="numba", n_jobs=cores, backend="threads",
+                                    output="summary", progress=False),
+                   impl="numba", size=rows, unit="straddle-days", n_jobs=cores,
+                   backend="threads", repeats=3)
     b.note("gpu", "not measured: " + gpu_status()[1])
     if not gpu_available():
         return
-    from ..straddles.gpu import device_throughput
     p, v, _, s = asset_days(store, big)
     r = device_throughput(p, v, s, tenor)
     dk = b.add_case(f"cupy kernels, rows in device memory, {len(big):,} straddles",
@@ -251,6 +260,21 @@ def straddles(b: Bench, counts: list[int]) -> None:
     b.ratio(f"rows kept as a host table: GPU vs {cores} CPU threads", g, cpu,
             same=f"{len(big):,} straddles valued with greeks and hedge, every row kept as an "
                  "Arrow table in host memory")
+    gs = b.measure(f"cupy, summary only, {len(big):,} straddles",
+                   lambda: backtest(store, big, impl="cupy", device="gpu", output="summary",
+                                    progress=False),
+                   impl="cupy", size=rows, unit="straddle-days", device="gpu", repeats=3)
+    sa, sb = cs.pop("_result").summary, gs.pop("_result").summary
+    try:
+        core.compare_rows(sb, sa, rtol=1e-12)
+        ok = True
+    except AssertionError as e:
+        ok = False
+        b.note("summary_diff", str(e)[:500])
+    b.same_answers(f"GPU summary vs {cores}-thread CPU summary", ok)
+    b.ratio(f"summary only: GPU vs {cores} CPU threads", gs, cs,
+            same=f"{len(big):,} straddles valued with greeks and hedge, per-straddle summary "
+                 "kept in host memory")
     b.headline.update({
         "gpu": f"{dk['throughput'] / 1e9:.2f}G straddle-days/s kept in device memory (target "
                f"1G) on {gpu_status()[1]}; end to end into a host table "
@@ -264,7 +288,6 @@ def straddles(b: Bench, counts: list[int]) -> None:
 def waves(b: Bench, counts: list[int]) -> None:
     import pandas as pd
 
-    from ..waves import _as_store, load_source, scan
     tiny = b.tiny
     bars = 2000
     n_sym = 4 if tiny else 500
@@ -304,7 +327,6 @@ def waves(b: Bench, counts: list[int]) -> None:
     g = b.measure(f"every start bar, {n_sym} x {bars}, GPU", lambda: scan(
         store, up_to=15, top_k=10, device="gpu", progress=False), impl="cupy",
         size=n_sym * bars, unit="start bars", device="gpu", repeats=3, max_seconds=30)
-    from ..waves import gpu as wgpu
     b.note("gpu_stages_s", stage_times(wgpu, ["flatten", "search_batch"], lambda: scan(
         store, up_to=15, top_k=10, device="gpu", progress=False)))
     a, d = cpu.pop("_result"), g.pop("_result")
@@ -326,40 +348,37 @@ def waves(b: Bench, counts: list[int]) -> None:
 
 # --------------------------------------------------------------------------- marketsim
 def marketsim(b: Bench, counts: list[int]) -> None:
-    from .. import marketsim as ms
     tiny = b.tiny
     sims = 10 if tiny else 70
     n_sym = 4 if tiny else 500
     n_curve = 4 if tiny else 128
     cores = counts[-1]
-    ms.warmup()
+    ms.warm_up()
     cframes = ms.synthetic_universe(n_curve)
 
     def run(k):
-        return lambda: ms.analyze(cframes, impl="fast", backend="threads", n_jobs=k,
-                                  device="cpu", warmup=False, progress=False,
-                                  simulations=sims)
+        return lambda: ms.run(cframes, impl="numba", backend="threads", n_jobs=k,
+                              device="cpu", warm_up=False, progress=False, simulations=sims)
     _curve(b, f"{n_curve} symbols x {sims} sims", run, size=n_curve * sims,
            unit="symbol-sims", backend="threads", counts=counts)
     frames = ms.synthetic_universe(n_sym)
-    cpu = b.measure(f"{n_sym} symbols x {sims} sims, {cores} threads", lambda: ms.analyze(
-        frames, impl="fast", backend="threads", n_jobs=cores, device="cpu", warmup=False,
-        progress=False, simulations=sims), impl="fast", size=n_sym * sims,
+    cpu = b.measure(f"{n_sym} symbols x {sims} sims, {cores} threads", lambda: ms.run(
+        frames, impl="numba", backend="threads", n_jobs=cores, device="cpu", warm_up=False,
+        progress=False, simulations=sims), impl="numba", size=n_sym * sims,
         unit="symbol-sims", n_jobs=cores, backend="threads", repeats=3)
     b.note("gpu", "not measured: " + gpu_status()[1])
     if not gpu_available():
         return
-    from ..marketsim import gpu
-    b.note("gpu_warmup_s", gpu.warmup())
-    g = b.measure(f"{n_sym} symbols x {sims} sims, GPU", lambda: ms.analyze(
-        frames, impl="fast", device="gpu", warmup=False, progress=False, simulations=sims),
+    b.note("gpu_warmup_s", mgpu.warmup())
+    g = b.measure(f"{n_sym} symbols x {sims} sims, GPU", lambda: ms.run(
+        frames, impl="cupy", device="gpu", warm_up=False, progress=False, simulations=sims),
         impl="cupy", size=n_sym * sims, unit="symbol-sims", device="gpu", repeats=3,
         max_seconds=30)
-    b.note("gpu_stages_s", stage_times(gpu, ["percent_changes", "ar_fit",
+    b.note("gpu_stages_s", stage_times(mgpu, ["percent_changes", "ar_fit",
                                              "bootstrap_forecasts", "evaluate_windows"],
-                                       lambda: ms.analyze(frames, impl="fast", device="gpu",
-                                                          warmup=False, progress=False,
-                                                          simulations=sims)))
+                                       lambda: ms.run(frames, impl="cupy", device="gpu",
+                                                      warm_up=False, progress=False,
+                                                      simulations=sims)))
     a, d = cpu.pop("_result"), g.pop("_result")
     worst, ok = 0.0, list(a.picks["strategy"]) == list(d.picks["strategy"])
     for k, x in a.arrays.items():
@@ -383,9 +402,8 @@ def marketsim(b: Bench, counts: list[int]) -> None:
 
 # --------------------------------------------------------------------------- walkforward
 def walkforward(b: Bench, counts: list[int]) -> None:
-    from .. import walkforward as wf
     n = 4 if b.tiny else 10     # the synthetic source's 10 assets
-    kw = dict(model="random_forest", n_estimators=5 if b.tiny else 50, progress=False)
+    kw = dict(model="random_forest", n_estimators=5 if b.tiny else 30, progress=False)
 
     def run(k):   # processes: scikit-learn's forest fits hold the GIL (threads: flat)
         return lambda: wf.run(symbols=n, n_jobs=k, backend="loky", **kw)

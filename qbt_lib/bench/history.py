@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import paths
+from . import WORKLOADS, Bench
 
 ASV_CONF = paths.PROJ_ROOT / "asv.conf.json"
 RESULTS_DIR = paths.PROJ_ROOT / "benchmarks" / "results"
@@ -36,7 +37,6 @@ def tracked_figures(workload: str, size: str = "full", write: bool = True) -> di
     """Run ``qbt_lib.<workload>.bench.run`` once at ``size`` and return ``{key: value}`` for
     every ratio and figure with a ``key`` (what the asv suite tracks); the bench JSON is
     written to ``outputs/bench/`` as by ``python -m qbt_lib.bench``."""
-    from . import Bench
     mod = importlib.import_module(f"qbt_lib.{workload}.bench")
     b = Bench(workload, size=size)
     mod.run(b)
@@ -106,7 +106,6 @@ def read_results(path: str | Path) -> dict:
 
 
 def _units() -> dict[str, dict[str, str]]:
-    from . import WORKLOADS
     out = {}
     for wl in WORKLOADS:
         try:

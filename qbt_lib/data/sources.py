@@ -45,10 +45,12 @@ import numpy as np
 import pandas as pd
 
 from .. import paths
+from ..params import as_bool, as_int
+from .synthetic import synthetic_market
+from .validate import OHLCV, validate_ohlcv
 
 log = logging.getLogger("qbt")
 
-OHLCV = ("open", "high", "low", "close", "volume")
 SP500 = "SP500"                       # the S&P 500 sample's one name, in every workload
 SYMBOL_COLUMNS = ("symbol", "ticker", "asset", "name")
 DATE_COLUMNS = ("date", "datetime", "timestamp", "time", "day")
@@ -106,7 +108,6 @@ def _sp500(**_: Any) -> dict[str, pd.DataFrame]:
 
 def _synthetic(symbols: Any = None, n_bars: int = 2520, seed: int = 0,
                start: str = "2000-01-03", **_: Any) -> dict[str, pd.DataFrame]:
-    from . import synthetic_market
     return synthetic_market(10 if symbols is None else symbols, n_bars=n_bars, seed=seed,
                             start=start)
 
@@ -158,7 +159,6 @@ def _as_count(symbols: Any, param: str) -> int | None:
     if isinstance(symbols, str) and re.fullmatch(r"\s*[-+]?\d+(\.0*)?\s*", symbols):
         symbols = float(symbols)
     if isinstance(symbols, (int, float, np.integer, np.floating)):
-        from ..params import as_int
         return as_int(param, symbols, min=1)
     return None
 
@@ -505,7 +505,6 @@ def load(source: Any, symbols: Any = None, *, param: str = "symbols", start: Any
     (``vol``, ``asset_class``); ``vol`` is checked numeric too. ``synthetic``: the workload's
     generator for ``source="synthetic"`` (called with the ``symbols`` selection).
     ``options``: keyword arguments for a registered loader."""
-    from ..params import as_bool, as_int
     adjust = as_bool("adjust", adjust)
     warmup = as_int("warmup", warmup, min=0)
     tail = None if tail is None else as_int("tail", tail, min=1)
@@ -523,7 +522,6 @@ def load(source: Any, symbols: Any = None, *, param: str = "symbols", start: Any
 def _finish(df: pd.DataFrame, who: str, require: Sequence[str], keep: Sequence[str],
             adjust: bool, row0: int) -> pd.DataFrame:
     """Numbers, adjusted prices and the OHLCV rules on the used rows of one symbol."""
-    from . import validate_ohlcv
     missing = [c for c in require if c not in df.columns]
     if missing:
         raise ValueError(f"{who}: missing column(s) {missing}; has {list(df.columns)}")

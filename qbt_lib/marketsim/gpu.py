@@ -30,7 +30,7 @@ import numpy as np
 from ..device import to_host
 from .enums import (BAND_QUANTILES, MAXDIFF_HALF_WIDTH, MAXDIFF_POINTS, MAXDIFF_SHRINK,
                     SHARPE_MIN_STD, STRATEGIES, TRIM)
-from .models import ARBootstrap, bootstrap_indices, stream_keys
+from .models import ARBootstrap, bootstrap_indices, stream_keys, symbol_key
 
 (SIMPLE, ALL_SIGNALS, BUY_HOLD, UNPROFIT_SHUTDOWN, ENTRY_TAKEPROFIT, HIGHLOW,
  MAXDIFF) = range(len(STRATEGIES))
@@ -343,7 +343,6 @@ def analyze_batch(tasks: Sequence[dict], chunk: int | None = None, xp: Any = Non
 def warmup() -> float:
     """Run the GPU pass once on a tiny batch so CuPy compiles (or loads from its kernel
     cache) every kernel before the timed loop. Returns the seconds it took."""
-    from . import symbol_key
     t = time.perf_counter()
     rng = np.random.default_rng(0)
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (2, 21)), axis=1))

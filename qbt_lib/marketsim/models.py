@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from ..params import as_int
+from . import nb
 
 MASK64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
@@ -142,7 +143,6 @@ class ARBootstrap(Forecaster):
         return f"ARBootstrap(order={self.order})"
 
     def sample(self, contexts, streams, num_samples):
-        from . import nb
         contexts = np.ascontiguousarray(contexts, dtype=np.float64)
         B, n = contexts.shape
         mean = np.empty((B, 1))

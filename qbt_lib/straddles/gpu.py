@@ -22,7 +22,8 @@ import time
 import numpy as np
 
 from ..pinned import to_device, to_host_into
-from .core import CALENDAR_DAYS, FLOAT_COLUMNS, INV_SQRT2, INV_SQRT_2PI, fill_meta_np
+from .core import (CALENDAR_DAYS, FLOAT_COLUMNS, INV_SQRT2, INV_SQRT_2PI, day_tables,
+                   fill_meta_np, value_rows_xp)
 
 PREAMBLE = (f"#define INV_SQRT2 {INV_SQRT2!r}\n#define INV_SQRT_2PI {INV_SQRT_2PI!r}\n"
             f"#define CALENDAR_DAYS {CALENDAR_DAYS!r}\n")
@@ -155,7 +156,6 @@ def value_rows_xp_gpu(price, vol_days, start, tenor, rate, side, hedge, tables) 
     import cupy as cp
     from cupyx.scipy.special import ndtr
 
-    from .core import value_rows_xp
     return value_rows_xp(cp, ndtr, price, vol_days, start, tenor, rate, side, hedge, tables)
 
 
@@ -167,7 +167,6 @@ def device_throughput(price: np.ndarray, vol: np.ndarray, start: np.ndarray, ten
     Returns seconds (median) for the valuation kernel alone and with the P&L kernel, and
     straddle-day valuations per second."""
     import cupy as cp
-    from .core import day_tables
     tables = day_tables(tenor, rate)
     p, v, s = cp.asarray(price), cp.asarray(vol), cp.asarray(start)
     value_rows_device(p, v, s, tenor, rate, side, hedge, tables)  # compile + warm up

@@ -30,12 +30,13 @@ import pyarrow as pa
 
 from .. import data, parallel, paths
 from ..device import resolve_device
-from . import core, dataset
+from . import core, dataset, reference, structures_ref
 from .layout import (empty_rows, empty_summary, reference_tables, rows_table, summary_arrays,
                      summary_table)
 from .schedule import Schedule, asset_days
+from .nb import _plain, log_prices_nb
 from .spec import Spec, wing_z
-from .structures_nb import SF_COLUMNS, SPREAD_CODES
+from .structures_nb import SF_COLUMNS, SPREAD_CODES, value_structures_nb
 
 # --------------------------------------------------------------------------- strikes
 def strikes(spec: Spec, S0: np.ndarray, vol0: np.ndarray, sqrt_tau0: float,
@@ -191,9 +192,6 @@ def value_chunk_numba(price, vol_days, dates_ns, start, sched: Schedule, rate: f
                       side: float, hedge: bool, spec: Spec, tables, keep: bool = True):
     """The Numba kernel over a chunk: ``(rows or None, summary)`` as
     :func:`value_chunk_numpy`."""
-    from .nb import _plain, log_prices_nb
-    from .structures_nb import value_structures_nb
-
     T = int(sched.tenor)
     lo, hi = int(start.min()), int(start.max()) + T + 1
     price, vol_days, dates_ns = _plain(price[lo:hi]), _plain(vol_days[lo:hi]), \
@@ -295,7 +293,6 @@ def reference_backtest(store: data.PriceStore, schedule: Schedule, rate: float, 
                        hedge: bool, spec: Spec,
                        prices: dict | None = None) -> tuple[pa.Table, pa.Table]:
     """The reference over the schedule: its rows and summary as tables."""
-    from . import reference, structures_ref
     if prices is None:
         prices = reference.build_prices_dict(store, schedule.assets)
     res = structures_ref.run(prices, schedule.assets, schedule.start_year, schedule.end_year,

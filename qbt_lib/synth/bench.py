@@ -20,18 +20,31 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numba
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .. import paths
 from ..bench import Bench
 from ..device import gpu_available
 from ..parallel import available_cores
+from . import gpu, reference
+from .api import draw_config, market, sample_space
+from .dataset import open_dataset, write_dataset
+from .engines import build_samples
+from .nb import gather_scale_par_nb
+from .space import Draws
+from .store import PartWriter, parquet_options, rows_per_batch, rows_schema, to_record_batch
+from .xp import sample_columns
 
 LOOKBACK = 64
 SYMBOLS = 10
@@ -82,12 +95,10 @@ def _subprocess_run(n: int, jobs: int, out: Path, materialize: bool = False,
 
 
 def _space():
-    from . import sample_space
     return sample_space("synthetic", SYMBOLS, seed=0, lookback=LOOKBACK, horizon=1)
 
 
 def run(bench: Bench) -> None:
-    from . import draw_config
     q = bench.quick
     space = _space()
     cfg = draw_config(0)
@@ -113,8 +124,6 @@ def run(bench: Bench) -> None:
 
 # --------------------------------------------------------------------------- before
 def _before(bench: Bench, space, cfg) -> None:
-    from . import build_samples, market, reference
-    from .space import Draws
     q, tiny = bench.quick, getattr(bench, "tiny", False)
     n_ref = (100 if tiny else 500) if q else 3000
     draws = Draws(cfg, space.n_keys).take(0, n_ref)
@@ -139,11 +148,6 @@ def _before(bench: Bench, space, cfg) -> None:
 # --------------------------------------------------------------------------- in memory
 def materialize_into(space, cfg, n: int, out: np.ndarray, threads: int = 1) -> dict:
     """Numba path of ``generate``: draws, samples columns, fused windows into ``out``."""
-    import numba
-
-    from .nb import gather_scale_par_nb
-    from .space import Draws
-    from .xp import sample_columns
     draws = Draws(cfg, space.n_keys).take(0, n)
     t = space.tables()
     cols = sample_columns(np, t, draws)
@@ -153,11 +157,6 @@ def materialize_into(space, cfg, n: int, out: np.ndarray, threads: int = 1) -> d
 
 
 def _in_memory(bench: Bench, space, cfg) -> None:
-    import numba
-
-    from . import build_samples
-    from .nb import gather_scale_par_nb
-    from .space import Draws
     q, tiny = bench.quick, getattr(bench, "tiny", False)
     row_bytes = 5 * LOOKBACK * 4
     col_bytes = 4 + 4 + 8 + 8 + 8 + 1 + 8
@@ -271,11 +270,6 @@ def _raw_batches(space, cfg, n: int, table: str = "rows", keep: int | None = 2) 
     """The record batches of the first ``n`` materialized samples, of the size the pipeline
     writes (``rows_per_batch``); only the first ``keep`` are built (the raw write cycles
     them, as the pipeline alternates two reused buffers)."""
-    import pyarrow as pa
-
-    from . import build_samples
-    from .space import Draws
-    from .store import rows_per_batch, rows_schema, to_record_batch
     step = rows_per_batch(table, space.lookback)
     draws = Draws(cfg, space.n_keys)
     sym = pa.array(space.symbols)
@@ -305,9 +299,6 @@ def _raw_write(batches: list, paths_: list[Path], fmt: str, n: int) -> None:
     parts), the same batch size and the same writer settings as ``write_dataset``; the
     prebuilt batches are cycled (the pipeline reuses two buffers), sliced to the pipeline's
     row counts, so both sides write the same number of rows in the same batches."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .store import PartWriter
     k = len(paths_)
     plan = _batch_plan(n, batches[0].num_rows, k)
 
@@ -325,7 +316,6 @@ def _raw_write(batches: list, paths_: list[Path], fmt: str, n: int) -> None:
 
 
 def _to_disk(bench: Bench, space, cfg, tmp: Path) -> None:
-    from . import write_dataset
     q, tiny = bench.quick, getattr(bench, "tiny", False)
     n = ((1 << 15) if tiny else (1 << 17)) if q else (1 << 18)
     batches = _raw_batches(space, cfg, n)
@@ -369,7 +359,6 @@ def _paired(bench: Bench, a: tuple, b: tuple, *, size: int, nbytes: int, n_jobs:
             repeats: int) -> tuple[dict, dict]:
     """Time two ways of doing the same work alternately (a, b, a, b, ... after one warm-up
     each), so a change in the machine's load hits both: medians recorded as two cases."""
-    import statistics
     times: dict[int, list[float]] = {0: [], 1: []}
     out: dict[int, int] = {}
     for r in range(repeats + 1):
@@ -393,10 +382,6 @@ def _paired(bench: Bench, a: tuple, b: tuple, *, size: int, nbytes: int, n_jobs:
 
 def _encoding_study(bench: Bench, rb) -> None:
     """Bytes per materialized row and encode CPU per row for a few Parquet settings."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from .store import parquet_options
     study = {}
     for comp, bss in (("none", False), ("lz4", False), ("lz4", True), ("zstd", False),
                       ("zstd", True)):
@@ -428,7 +413,6 @@ def _encoding_study(bench: Bench, rb) -> None:
 
 # --------------------------------------------------------------------------- loader
 def _loader(bench: Bench, space, cfg, tmp: Path) -> None:
-    from . import open_dataset, write_dataset
     n = ((1 << 15) if getattr(bench, "tiny", False) else (1 << 17)) if bench.quick else (1 << 20)
     row_bytes = 5 * LOOKBACK * 4
     write_dataset(tmp / "ld-norm", n, space, cfg, impl="numba", progress=False)
@@ -451,9 +435,6 @@ def _loader(bench: Bench, space, cfg, tmp: Path) -> None:
 # --------------------------------------------------------------------------- GPU
 def _gpu(bench: Bench, space, cfg, tmp: Path) -> None:
     import cupy as cp
-
-    from . import gpu, open_dataset, write_dataset
-    from .space import Draws
     m = (1 << 22) if bench.quick else (1 << 24)
     ds = gpu.device_space(space)
     keys = np.concatenate([Draws(cfg, space.n_keys).take(a, min(m, a + (1 << 22)))["key"]

@@ -23,7 +23,8 @@ import numpy as np
 
 from ..pinned import pinned_empty, to_device, to_host  # noqa: F401  (re-exported)
 from . import xp as xpk
-from .space import FIELDS, SampleSpace
+from .batch import Batch, list_values as _list_values
+from .space import FIELDS, Draws, SampleSpace
 
 
 def _cp():
@@ -117,7 +118,6 @@ def materialize_device(space: SampleSpace, cfg: Any, start: int, stop: int
     """Samples ``[start, stop)`` materialized in device memory: the draws are made on the
     CPU (the same blocks as every implementation) and uploaded through pinned buffers; the
     columns are gathered and the windows scaled on the GPU. Returns CuPy arrays."""
-    from .space import Draws
     cp = _cp()
     ds = device_space(space)
     draws = Draws(cfg, space.n_keys).take(start, stop)
@@ -148,7 +148,6 @@ class DeviceLoader:
             self.key_offsets = to_device(dataset.key_offsets, stream=self.stream)
 
     def batch(self, rb: Any, cols: dict) -> Any:
-        from .store import Batch, _list_values
         cp = _cp()
         ds = self.ds
         m = rb.num_rows

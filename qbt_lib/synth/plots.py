@@ -6,6 +6,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from ..device import to_host
 from .space import ACTIONS
 
 
@@ -27,7 +28,6 @@ def plot_windows(batch: Any, symbols: list[str], k: int = 4) -> Any:
     """``k`` scaled windows of a loader batch: OHLC (close line, high-low band, open dots)
     divided by the last close, and volume / mean volume as bars below."""
     import matplotlib.pyplot as plt
-    from ..device import to_host
     ohlcv = to_host(batch.ohlcv)
     cols = {c: to_host(v) for c, v in batch.columns.items()}
     fig, axes = plt.subplots(2, k, figsize=(3.2 * k, 4.2), sharex=True,

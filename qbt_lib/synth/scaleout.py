@@ -32,7 +32,12 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import psutil
+import pyarrow.dataset as pads
+
 from .. import paths
+from ..cluster import ProcessCluster
+from .dataset import dataset_digest
 
 TARGETS = {"worker_peak_rss_mb": 2048, "client_peak_rss_mb": 1024, "dask_vs_threads": 0.8}
 
@@ -50,7 +55,6 @@ class RssSampler:
         self._t = threading.Thread(target=self._loop, daemon=True)
 
     def _find_kernel(self) -> None:
-        import psutil
         try:
             for c in psutil.Process(self.kernel_of).children(recursive=True):
                 if "ipykernel" in " ".join(c.cmdline()):
@@ -59,7 +63,6 @@ class RssSampler:
             pass
 
     def _loop(self) -> None:
-        import psutil
         while not self._stop.is_set():
             if self.kernel_of is not None and "client (kernel)" not in self.pids:
                 self._find_kernel()
@@ -98,7 +101,6 @@ def _run_notebook(out_dir: Path, n: int, backend: str, n_jobs: int, scheduler: s
 
 
 def _readers(path: Path, n: int) -> dict:
-    import pyarrow.dataset as pads
     out: dict[str, Any] = {}
     t = time.perf_counter()
     out["pyarrow_dataset_rows"] = pads.dataset(path / "samples", format="parquet").count_rows()
@@ -116,8 +118,6 @@ def _readers(path: Path, n: int) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ..cluster import ProcessCluster
-    from . import dataset_digest
     ap = argparse.ArgumentParser(prog="python -m qbt_lib.synth.scaleout", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=float, default=1e9)

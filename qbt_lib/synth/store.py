@@ -22,17 +22,21 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from ..device import resolve_device
+from ..params import as_bool, as_int
+from . import gpu
+from .batch import Batch, batch_columns, list_values
+from .engines import build_samples
+from .nb import gather_rows_par_nb, tally_nb
 from .space import BLOCK, FIELDS, N_ACTIONS, Draws, DrawConfig, SampleSpace
-from .xp import SAMPLE_COLUMNS
 
-FORMATS = ("parquet", "ipc")
 SUFFIX = {"parquet": ".parquet", "ipc": ".arrow"}
 DATASET_VERSION = 1
 
@@ -212,8 +216,6 @@ def rows_per_batch(table: str, lookback: int) -> int:
 
 def write_part(task: PartTask) -> PartStats:
     """Generate and write one part (see :class:`PartTask`) with implementation ``task.impl``."""
-    from . import build_samples
-    from .nb import tally_nb
     space, cfg = task.space, task.cfg
     lookback, K = space.lookback, space.n_keys
     symbols = pa.array(space.symbols, pa.string())
@@ -302,13 +304,6 @@ def _read_part(path: Path, fmt: str) -> Iterator[pa.RecordBatch]:
                 yield r.get_batch(i)
 
 
-def _list_values(col: pa.Array | pa.ChunkedArray, lookback: int) -> np.ndarray:
-    """A FixedSizeList<float32> column as an (m, lookback) array (no copy when possible)."""
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    return col.flatten().to_numpy(zero_copy_only=False).reshape(-1, lookback)
-
-
 class SynthDataset:
     """A synth dataset directory (normalized or materialized), opened for reading."""
 
@@ -359,7 +354,7 @@ class SynthDataset:
             keys = t.column("key").to_numpy()
             w = np.empty((len(keys), 5, self.lookback), np.float32)
             for f, name in enumerate(FIELDS):
-                w[:, f] = _list_values(t.column(name), self.lookback)
+                w[:, f] = list_values(t.column(name), self.lookback)
             self._windows = (keys, w)
         return self._windows
 
@@ -367,37 +362,6 @@ class SynthDataset:
                reuse_buffers: bool = False) -> "BatchLoader":
         return BatchLoader(self, batch_size=batch_size, device=device, drop_last=drop_last,
                            reuse_buffers=reuse_buffers)
-
-
-@dataclasses.dataclass
-class Batch:
-    """One batch of materialized samples: columns (``symbol`` as codes into ``symbols``,
-    ``date`` as int64 ns) and ``ohlcv`` (5, m, lookback) float32 (NumPy or CuPy arrays)."""
-    columns: dict
-    ohlcv: Any
-    symbols: list[str]
-
-    def __len__(self) -> int:
-        return int(self.ohlcv.shape[1])
-
-
-def batch_columns(rb: pa.RecordBatch | pa.Table, symbols: list[str]) -> dict:
-    """Samples columns of an Arrow batch as NumPy arrays (symbol as codes into ``symbols``)."""
-    out = {}
-    for name in SAMPLE_COLUMNS:
-        col = rb.column(name)
-        if isinstance(col, pa.ChunkedArray):
-            col = col.combine_chunks()
-        if name == "symbol":
-            pos = {s: i for i, s in enumerate(symbols)}
-            dict_codes = np.array([pos[s] for s in col.dictionary.to_pylist()], dtype=np.int32)
-            out[name] = dict_codes[col.indices.to_numpy(zero_copy_only=False)] \
-                if len(dict_codes) else np.zeros(len(col), np.int32)
-        elif name == "date":
-            out[name] = col.to_numpy(zero_copy_only=False).view(np.int64)
-        else:
-            out[name] = col.to_numpy(zero_copy_only=False)
-    return out
 
 
 class BatchLoader:
@@ -415,8 +379,6 @@ class BatchLoader:
 
     def __init__(self, dataset: SynthDataset, batch_size: int = 65536, device: str = "cpu",
                  drop_last: bool = False, reuse_buffers: bool = False):
-        from ..device import resolve_device
-        from ..params import as_bool, as_int
         self.ds = dataset
         self.batch_size = as_int("batch_size", batch_size, min=1)
         self.device = resolve_device(device)
@@ -424,7 +386,6 @@ class BatchLoader:
         self.reuse_buffers = as_bool("reuse_buffers", reuse_buffers)
         self._gpu = None
         if self.device == "gpu":
-            from . import gpu
             self._gpu = gpu.DeviceLoader(dataset)
 
     def __len__(self) -> int:
@@ -466,10 +427,9 @@ class BatchLoader:
             ohlcv = (ring[i % 2] if ring is not None and m == self.batch_size
                      else np.empty((5, m, ds.lookback), np.float32))
             if ds.kind == "normalized":
-                from .nb import gather_rows_par_nb
                 k = ds.key_offsets[cols["symbol"]] + cols["idx"].astype(np.int64) - ds.lookback
                 gather_rows_par_nb(windows, row_of_key[k], ohlcv)
             else:
                 for f, name in enumerate(FIELDS):
-                    ohlcv[f] = _list_values(rb.column(name), ds.lookback)
+                    ohlcv[f] = list_values(rb.column(name), ds.lookback)
             yield Batch(cols, ohlcv, ds.symbols)

@@ -1,7 +1,7 @@
 """``python -m qbt_lib.bench walkforward [--quick]``: in one run,
 
 1. the feature kernels against TA-Lib (when installed) and pandas on one long series;
-2. reference vs fast for the seed's three workloads (ridge): the fast path on a cold cache
+2. reference vs numba for the seed's three workloads (ridge): the numba path on a cold cache
    (an empty cache folder) and a warm one, with ``n_jobs=1`` and all cores;
 3. the parallel efficiency of the (fold, asset) tasks from 1 to all workers, with random
    forests (ridge tasks take ~1 ms, too little to measure a pool with).
@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 
 from ..parallel import available_cores
-from . import fresh_cache_dir
-from . import run as wf_run
-from . import features as F
+from . import nb
+from .api import fresh_cache_dir
+from .api import run as wf_run
 from .reference import _wilder
+from .results import agreement
 
 KERNELS = ("sma", "ema", "rsi", "stddev", "zscore", "momentum", "volume_ratio", "atr")
 #: the figures asv tracks (``benchmarks/benchmarks.py``): key -> unit
@@ -74,9 +75,9 @@ def bench_kernels(bench, n_bars: int) -> None:
     inputs = {"sma": close, "ema": close, "rsi": close, "stddev": ret, "zscore": close,
               "momentum": close, "volume_ratio": volume}
     windows = {"rsi": 14, "momentum": 5}
-    ours = {"sma": F.sma_nb, "ema": F.ema_nb, "rsi": F.rsi_nb, "stddev": F.stddev_nb,
-            "zscore": F.zscore_nb, "momentum": F.momentum_nb,
-            "volume_ratio": F.volume_ratio_nb}
+    ours = {"sma": nb.sma_nb, "ema": nb.ema_nb, "rsi": nb.rsi_nb, "stddev": nb.stddev_nb,
+            "zscore": nb.zscore_nb, "momentum": nb.momentum_nb,
+            "volume_ratio": nb.volume_ratio_nb}
     try:
         import talib
     except ImportError:
@@ -88,7 +89,7 @@ def bench_kernels(bench, n_bars: int) -> None:
     for name in [*ours, "atr"]:
         n = windows.get(name, 20)
         if name == "atr":
-            fn = lambda: F.atr_nb(high, low, close, 14, np.empty_like(close))  # noqa: E731
+            fn = lambda: nb.atr_nb(high, low, close, 14, np.empty_like(close))  # noqa: E731
             ta = (lambda: talib.ATR(high, low, close, 14)) if talib else None
             pd_fn = lambda: pand["atr"](*(pd.Series(a) for a in (high, low, close)))  # noqa
         else:
@@ -122,70 +123,65 @@ def bench_workloads(bench, sizes, repeats: int, headline: str | None = None) -> 
     tiny = {**BASE, "assets": 1, "start": "2019-01-01", "end": "2020-06-30",
             "fold_length": 120, "step_size": 60, "test_length": 60}
     wf_run(impl="reference", **tiny)
-    wf_run(impl="fast", **tiny)
+    wf_run(impl="numba", **tiny)
     for size in sizes:
         kw = {**BASE, **WORKLOADS[size]}
-        res = wf_run(impl="fast", **kw)                  # fills the cache; checks the layout
-        n_tasks = len(res.metrics)
+        res = wf_run(impl="numba", **kw)                  # fills the cache; checks the layout
+        n_tasks = len(res.fold_metrics)
         unit = dict(size=n_tasks, unit="fold-assets")
         ref = bench.measure(f"{size} ridge reference", lambda: wf_run(impl="reference", **kw),
                             impl="reference", warmup=0, n_folds=res.n_folds, **unit)
 
         def cold():
             with fresh_cache_dir():
-                return wf_run(impl="fast", n_jobs=1, **kw)
+                return wf_run(impl="numba", n_jobs=1, **kw)
 
-        c_cold = bench.measure(f"{size} ridge fast cold cache n_jobs=1", cold, impl="fast",
+        c_cold = bench.measure(f"{size} ridge numba cold cache n_jobs=1", cold, impl="numba",
                                repeats=repeats, warmup=0, cache="cold", **unit)
         warm = {}
         for nj in sorted({1, cores}):
             warm[nj] = bench.measure(
-                f"{size} ridge fast warm n_jobs={nj}",
-                lambda nj=nj: wf_run(impl="fast", n_jobs=nj, backend="loky", **kw),
-                impl="fast", n_jobs=nj, backend="loky" if nj > 1 else "sequential",
+                f"{size} ridge numba warm n_jobs={nj}",
+                lambda nj=nj: wf_run(impl="numba", n_jobs=nj, backend="loky", **kw),
+                impl="numba", n_jobs=nj, backend="loky" if nj > 1 else "sequential",
                 repeats=repeats + 1, warmup=1, cache="warm", **unit)
-        agree = _agreement(ref["_result"], warm[1]["_result"])
-        bench.note(f"{size} reference vs fast", agree)
-        bench.same_answers(f"{size}: fast vs reference (positions, metrics within 1e-9)",
+        agree = agreement(ref["_result"], warm[1]["_result"])
+        bench.note(f"{size} reference vs numba", agree)
+        bench.same_answers(f"{size}: numba vs reference (positions, metrics within 1e-9)",
                            agree["positions_identical"] and agree["max_metric_diff"] <= 1e-9,
                            agree)
         target = 10.0 if size == "large" else None
         same = f"ridge, {n_tasks} fold-assets, same results"
         for nj, c in warm.items():
-            # the headline (one named case): the largest seed size run, fast path on one core
+            # the headline (one named case): the largest seed size run, numba on one core
             # (warm cache) against the one-core reference
             main = size == headline and nj == 1
             heads[(size, nj)] = bench.ratio(
-                f"{size}: fast warm n_jobs={nj} vs reference", c, ref, target=target,
+                f"{size}: numba warm n_jobs={nj} vs reference", c, ref, target=target,
                 same=same + (", one core" if nj == 1 else f"; {nj} workers vs one core"),
                 key="fast_vs_reference" if main else None, headline=main)
-        bench.ratio(f"{size}: fast cold vs reference", c_cold, ref, same=same + ", one core")
+        bench.ratio(f"{size}: numba cold vs reference", c_cold, ref, same=same + ", one core")
         bench.ratio(f"{size}: warm vs cold cache (n_jobs=1)", warm[1], c_cold,
                     same=same + ", one core")
         heads[(size, "throughput")] = warm[1]["throughput"]
     return heads
 
 
-def _agreement(ref, fast) -> dict:
-    from .results import agreement
-    return agreement(ref, fast)
-
-
 def bench_parallel(bench, size: str, n_estimators: int, repeats: int) -> float:
     """Random-forest tasks with 1 worker and with all cores (loky, pool started first)."""
     cores = available_cores()
     kw = {**BASE, **WORKLOADS[size], "model": "random_forest", "n_estimators": n_estimators}
-    wf_run(impl="fast", n_jobs=cores, backend="loky", **{**kw, "n_estimators": 2})  # start pool
-    res = wf_run(impl="fast", n_jobs=1, **{**kw, "n_estimators": 2})
-    unit = dict(size=len(res.metrics), unit="fold-assets")
-    one = bench.measure(f"{size} random_forest({n_estimators}) fast n_jobs=1",
-                        lambda: wf_run(impl="fast", n_jobs=1, **kw), impl="fast", n_jobs=1,
+    wf_run(impl="numba", n_jobs=cores, backend="loky", **{**kw, "n_estimators": 2})  # start pool
+    res = wf_run(impl="numba", n_jobs=1, **{**kw, "n_estimators": 2})
+    unit = dict(size=len(res.fold_metrics), unit="fold-assets")
+    one = bench.measure(f"{size} random_forest({n_estimators}) numba n_jobs=1",
+                        lambda: wf_run(impl="numba", n_jobs=1, **kw), impl="numba", n_jobs=1,
                         repeats=repeats, warmup=0, **unit)
-    many = bench.measure(f"{size} random_forest({n_estimators}) fast n_jobs={cores}",
-                         lambda: wf_run(impl="fast", n_jobs=cores, backend="loky", **kw),
-                         impl="fast", n_jobs=cores, backend="loky", repeats=repeats,
+    many = bench.measure(f"{size} random_forest({n_estimators}) numba n_jobs={cores}",
+                         lambda: wf_run(impl="numba", n_jobs=cores, backend="loky", **kw),
+                         impl="numba", n_jobs=cores, backend="loky", repeats=repeats,
                          warmup=0, **unit)
-    same = _agreement(one["_result"], many["_result"])
+    same = agreement(one["_result"], many["_result"])
     bench.note(f"random_forest n_jobs=1 vs {cores}", same)
     bench.same_answers(f"random_forest: n_jobs=1 vs {cores}", same["positions_identical"]
                        and same["max_metric_diff"] <= 1e-9, same)

@@ -1,4 +1,5 @@
-"""Parameters, data sources, folds and the checks every walk-forward run shares.
+"""The run's configuration, data sources, folds and the checks every walk-forward run shares
+(the parameters themselves are declared and checked in ``params.py``).
 
 Folds are index-based on each asset's own trading days within ``[start, end]``: fold ``k``
 trains on ``fold_length`` bars starting ``k * step_size`` bars after the first day (from the
@@ -29,14 +30,11 @@ import numpy as np
 import pandas as pd
 
 from .. import paths
-from ..data import check_source, load, source_label, symbol_names, synthetic_market
-from ..data import span as data_span
-from ..parallel import BACKENDS, chunk_seed, resolve_n_jobs
-from ..params import as_bool, as_float, as_int, one_of
+from ..data import load, source_label, symbol_names, synthetic_market
+from ..parallel import chunk_seed
 from .features import FEATURES, LOOKBACK
 
 MODELS = ("ridge", "random_forest", "hist_gb")
-IMPLS = ("fast", "reference")
 METRICS = ("total_return", "annual_return", "annual_vol", "sharpe", "max_drawdown",
            "hit_rate", "trades", "turnover")
 BARS_PER_YEAR = 252
@@ -102,72 +100,9 @@ class WalkForwardConfig:
         return d
 
 
-def _as_date(name: str, value: Any) -> pd.Timestamp:
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise ValueError(f"{name} must be a date like '2020-01-31', got {value!r}") from None
-    if ts is pd.NaT or pd.isna(ts):
-        raise ValueError(f"{name} must be a date like '2020-01-31', got {value!r}")
-    return ts.tz_localize(None) if ts.tz is not None else ts
-
-
-def make_config(*, symbols: Any = None, assets: Any = None, start: Any = None,
-                end: Any = None, fold_length: Any = 252, step_size: Any = 126,
-                test_length: Any = None, gap: Any = 0, anchored: Any = False,
-                model: Any = "ridge", threshold: Any = 0.0, long_only: Any = False,
-                cost_bps: Any = 1.0, source: Any = "synthetic", adjust: Any = True,
-                impl: Any = "fast", n_jobs: Any = 1, backend: Any = "loky",
-                scheduler: Any = "local", seed: Any = 0, n_estimators: Any = 100,
-                alpha: Any = 1.0) -> WalkForwardConfig:
-    """Validate every parameter (``ValueError`` naming it) and load the run's data once.
-
-    ``symbols`` (or its older name ``assets``): ``None`` (5 synthetic assets, or every
-    symbol of a real source), a count (the source's first N),
-    names, or ``"all"``. ``end=None``: the last date all the assets have; ``start=None``:
-    ``DEFAULT_YEARS`` years before ``end``."""
-    if symbols is not None and assets is not None:
-        raise ValueError("give symbols or assets (its older name), not both")
-    param = "assets" if assets is not None else "symbols"
-    selection = assets if assets is not None else symbols
-    src = check_source(source)
-    if selection is None and isinstance(src, str) and src == "synthetic":
-        selection = SYNTHETIC_DEFAULT        # a real source's default: all its symbols
-    start_ts = None if start is None else _as_date("start", start)
-    end_ts = None if end is None else _as_date("end", end)
-    if start_ts is None or end_ts is None:
-        spans = data_span(_data_source(src), selection, param=param)
-        if end_ts is None:
-            end_ts = min(last for _, last in spans.values())
-        if start_ts is None:
-            start_ts = end_ts - pd.DateOffset(years=DEFAULT_YEARS)
-    if start_ts >= end_ts:
-        raise ValueError(f"start ({start_ts:%Y-%m-%d}) must be before end ({end_ts:%Y-%m-%d})")
-    fold_length = as_int("fold_length", fold_length, min=MIN_FOLD_LENGTH)
-    step_size = as_int("step_size", step_size, min=1)
-    test_length = step_size if test_length is None else as_int("test_length", test_length, min=1)
-    gap = as_int("gap", gap, min=0)
-    model = one_of("model", model, MODELS)
-    impl = one_of("impl", impl, IMPLS)
-    backend = one_of("backend", backend, BACKENDS)
-    n_jobs = resolve_n_jobs(n_jobs)
-    adjust = as_bool("adjust", adjust)
-    frames = load_frames(src, selection, start_ts, end_ts, adjust,
-                         param)
-    return WalkForwardConfig(
-        assets=tuple(frames), source=src, start=start_ts, end=end_ts,
-        fold_length=fold_length, step_size=step_size, test_length=test_length, gap=gap,
-        anchored=as_bool("anchored", anchored), model=model,
-        threshold=as_float("threshold", threshold, min=0.0),
-        long_only=as_bool("long_only", long_only),
-        cost_bps=as_float("cost_bps", cost_bps, min=0.0), adjust=adjust, impl=impl,
-        n_jobs=n_jobs, backend=backend, scheduler=scheduler, seed=as_int("seed", seed, min=0),
-        n_estimators=as_int("n_estimators", n_estimators, min=1, max=100_000),
-        alpha=as_float("alpha", alpha, min=0.0, min_inclusive=False), frames=frames)
-
-
 # --------------------------------------------------------------------------- data sources
-def _data_source(source: Any) -> Any:
+def data_source(source: Any) -> Any:
+    """What ``qbt_lib.data`` reads for ``source``: the synthetic CSV folder for ``"synthetic"``."""
     return str(synthetic_source_dir()) if isinstance(source, str) and source == "synthetic" \
         else source
 
@@ -176,7 +111,7 @@ def load_frames(source: Any, symbols: Any, start: pd.Timestamp, end: pd.Timestam
                 adjust: bool = True, param: str = "symbols") -> dict[str, pd.DataFrame]:
     """``{asset: OHLCV frame}`` of the bars a run reads, validated by the data layer;
     ``"synthetic"`` is the folder of its CSV files (written once)."""
-    return load(_data_source(source), symbols, param=param, start=start, end=end, warmup=WARMUP_BARS,
+    return load(data_source(source), symbols, param=param, start=start, end=end, warmup=WARMUP_BARS,
                 adjust=adjust)
 
 
@@ -263,5 +198,5 @@ def check_train_rows(n_train: int, fold: int, asset: str) -> None:
             f"before start")
 
 
-__all__ = ["FEATURES", "MODELS", "METRICS", "WalkForwardConfig", "make_config", "load_frames",
+__all__ = ["FEATURES", "MODELS", "METRICS", "WalkForwardConfig", "load_frames", "data_source",
            "check_history", "fold_windows", "fold_rows", "fold_seed"]

@@ -34,9 +34,8 @@ from ..data import OHLCV, PriceStore
 from ..parallel import pmap
 from .config import (FEATURES, METRICS, WalkForwardConfig, check_history, check_train_rows,
                      fold_rows, fold_seed, fold_windows, n_folds_of)
-from .features import feature_matrix_nb
 from .models import fit_predict, limit_threads_in_worker
-from .nb import backtest_nb
+from .nb import backtest_nb, feature_matrix_nb
 
 FEATURE_VERSION = "wf-features-2"   # bump when a feature definition changes
 STORE_FIELDS = (*OHLCV, *FEATURES, "target", "bar")   # bar: 1 where the asset has a bar

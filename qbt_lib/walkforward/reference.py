@@ -13,7 +13,7 @@ import pandas as pd
 
 from .config import (FEATURES, WalkForwardConfig, check_history, check_train_rows,
                      fold_rows, fold_seed, fold_windows, n_folds_of)
-from .features import TA_EPSILON
+from .nb import TA_EPSILON
 from .models import importance_of, make_estimator
 
 BARS_PER_YEAR = 252

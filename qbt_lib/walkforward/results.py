@@ -1,35 +1,52 @@
-"""A walk-forward run's results as DataFrames, and their Parquet files."""
+"""A walk-forward run's results: :class:`WalkForwardResult` (DataFrames), its headline and
+``metrics.json``, its Parquet files."""
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .. import paths
 from ..data import write_parquet_tables
+from ..metrics import Result
+from ..metrics import write_metrics as _write_metrics
 from .config import BARS_PER_YEAR, FEATURES, METRICS, WalkForwardConfig
 
 OUTPUT_FILES = ("fold_metrics.parquet", "oos_bars.parquet")
 
 
 @dataclasses.dataclass
-class WalkForwardResult:
-    """``folds``: the fold timeline per (fold, asset); ``metrics``: per-fold metrics;
+class WalkForwardResult(Result):
+    """``folds``: the fold timeline per (fold, asset); ``fold_metrics``: per-fold metrics;
     ``aggregate``: mean and std across folds per asset; ``bars``: every traded test bar
     (prediction, position, return, pnl); ``equity``: the out-of-sample equity curve per asset
     stitched from the test windows; ``oos``: that curve's metrics; ``importances``: per
-    (fold, asset) feature importances (random forest) or coefficients (ridge), else None."""
+    (fold, asset) feature importances (random forest) or coefficients (ridge), else None.
+
+    ``frame()`` is ``fold_metrics``; ``headline(timing)``/``metrics(timing)`` add the figures
+    of a :func:`~qbt_lib.walkforward.before_after` table when given one."""
     config: WalkForwardConfig
     folds: pd.DataFrame
-    metrics: pd.DataFrame
+    fold_metrics: pd.DataFrame
     aggregate: pd.DataFrame
     bars: pd.DataFrame
     equity: pd.DataFrame
     oos: pd.DataFrame
     importances: pd.DataFrame | None
     timings: dict
+
+    workload = "walkforward"
+
+    @property
+    def params(self) -> dict:
+        """The run's parameters as plain JSON values (``config.params()``)."""
+        return self.config.params()
 
     @property
     def n_folds(self) -> int:
@@ -45,9 +62,61 @@ class WalkForwardResult:
         """Write ``fold_metrics.parquet`` (timeline + metrics per fold and asset) and
         ``oos_bars.parquet`` (every test bar). Each file is written to a temp name and renamed,
         so an interrupted save leaves no partial file."""
-        tables = {"fold_metrics.parquet": self.folds.merge(self.metrics, on=["fold", "asset"]),
+        tables = {"fold_metrics.parquet": self.folds.merge(self.fold_metrics,
+                                                           on=["fold", "asset"]),
                   "oos_bars.parquet": self.bars}
         return list(write_parquet_tables(output_dir, tables).values())
+
+    # ------------------------------------------------------------------ the Result face
+    def frame(self) -> pd.DataFrame:
+        """The main table: one row of metrics per (fold, asset) test window."""
+        return self.fold_metrics
+
+    def headline_figures(self, timing: pd.DataFrame | None = None) -> dict[str, str]:
+        """The report's headline keys (throughput, speedup_vs_reference, parallel_efficiency,
+        gpu): from a :func:`~qbt_lib.walkforward.before_after` table when given, else this
+        run's own throughput."""
+        if timing is not None:
+            return headline(timing)
+        t = self.timings
+        s = t.get("total_s") or float("nan")
+        return {"throughput": f"{len(self.fold_metrics) / s:.0f} fold-assets/s "
+                              f"({self.config.impl}, n_jobs={self.config.n_jobs})",
+                "speedup_vs_reference": "-", "parallel_efficiency": "-",
+                "gpu": "n/a (CPU workload)"}
+
+    def headline(self, timing: pd.DataFrame | None = None) -> str:
+        """One line: the run (assets, folds, model, engine, time, out-of-sample Sharpe);
+        with a :func:`~qbt_lib.walkforward.before_after` table, its headline figures."""
+        if timing is not None:
+            return "; ".join(f"{k}: {v}" for k, v in headline(timing).items())
+        c = self.config
+        return (f"{len(c.assets)} assets x {self.n_folds} folds, {c.model}, {c.impl} "
+                f"(n_jobs={c.n_jobs}): {len(self.fold_metrics)} fold-assets in "
+                f"{self.timings.get('total_s', float('nan')):.2f} s; out-of-sample Sharpe "
+                f"{self.oos['sharpe'].mean():+.2f} (mean over assets); positions "
+                f"{self.positions_hash()}")
+
+    def metrics(self, timing: pd.DataFrame | None = None) -> dict:
+        """``metrics.json``'s figures: folds, tasks, positions hash, the per-asset aggregate
+        and out-of-sample metrics, timings and the headline (with a
+        :func:`~qbt_lib.walkforward.before_after` table, that table too)."""
+        out = {"headline": self.headline_figures(timing), "n_folds": self.n_folds,
+               "n_tasks": len(self.fold_metrics), "positions_hash": self.positions_hash(),
+               "aggregate": {a: {f"{m}_{s}": v for (m, s), v in row.items()}
+                             for a, row in self.aggregate.iterrows()},
+               "oos": self.oos.to_dict(orient="index"), "timings": self.timings}
+        if timing is not None:
+            out["timing"] = timing.to_dict(orient="records")
+        return out
+
+    def write_metrics(self, output_dir: str | os.PathLike | None = None, *,
+                      timing: pd.DataFrame | None = None, **extra: Any) -> Path:
+        """``metrics.json`` of :meth:`metrics` (``extra`` values added or overriding)."""
+        if output_dir is None:
+            raise ValueError("output_dir: pass write_metrics(output_dir=...)")
+        return _write_metrics(output_dir, self.workload, self.params,
+                              **{**self.metrics(timing), **extra})
 
 
 def _curve_metrics(pnl: pd.Series) -> dict:
@@ -100,18 +169,44 @@ def assemble(results: list[dict], cfg: WalkForwardConfig, timings: dict) -> Walk
     if all(r["importance"] is not None for r in results):
         importances = pd.DataFrame([r["importance"] for r in results], columns=list(FEATURES),
                                    index=pd.MultiIndex.from_frame(metrics[["fold", "asset"]]))
-    return WalkForwardResult(config=cfg, folds=folds, metrics=metrics, aggregate=aggregate,
-                             bars=bars, equity=equity, oos=pd.DataFrame(oos).T,
-                             importances=importances, timings=timings)
+    return WalkForwardResult(config=cfg, folds=folds, fold_metrics=metrics,
+                             aggregate=aggregate, bars=bars, equity=equity,
+                             oos=pd.DataFrame(oos).T, importances=importances, timings=timings)
 
 
 def agreement(a: WalkForwardResult, b: WalkForwardResult) -> dict:
     """How closely two runs agree: identical positions, and the largest metric difference."""
-    same_layout = a.metrics[["fold", "asset"]].equals(b.metrics[["fold", "asset"]])
-    diff = np.abs(a.metrics[list(METRICS)].to_numpy() - b.metrics[list(METRICS)].to_numpy())
-    both_nan = np.isnan(a.metrics[list(METRICS)].to_numpy()) & np.isnan(
-        b.metrics[list(METRICS)].to_numpy())
+    am, bm = a.fold_metrics, b.fold_metrics
+    same_layout = am[["fold", "asset"]].equals(bm[["fold", "asset"]])
+    diff = np.abs(am[list(METRICS)].to_numpy() - bm[list(METRICS)].to_numpy())
+    both_nan = np.isnan(am[list(METRICS)].to_numpy()) & np.isnan(bm[list(METRICS)].to_numpy())
     return {"positions_identical": bool(same_layout and np.array_equal(
                 a.bars["position"].to_numpy(), b.bars["position"].to_numpy())),
             "max_metric_diff": float(np.max(np.where(both_nan, 0.0, diff))) if same_layout
             else float("inf")}
+
+
+def same_answers(a: WalkForwardResult, b: WalkForwardResult, atol: float = 1e-9) -> bool:
+    """Identical positions and every metric within ``atol`` (the fast path's promise)."""
+    agree = agreement(a, b)
+    return agree["positions_identical"] and agree["max_metric_diff"] <= atol
+
+
+def headline(table: pd.DataFrame, workload: str = "walkforward") -> dict:
+    """The report's headline figures from a :func:`~qbt_lib.walkforward.before_after` table
+    (the parallel efficiency comes from the benchmark JSON, where random-forest tasks
+    measure it)."""
+    # one named case: the fast path on one core (warm cache) against the one-core reference
+    warm = table[table["run"] == "numba, warm cache"]
+    fast = warm[warm["n_jobs"] == 1].iloc[0] if (warm["n_jobs"] == 1).any() else warm.iloc[0]
+    eff = "run python -m qbt_lib.bench walkforward"
+    try:
+        bench = json.loads((paths.BENCH_DIR / f"{workload}.json").read_text())
+        eff = bench.get("headline", {}).get("parallel_efficiency", eff)
+    except (OSError, ValueError):
+        pass
+    return {"throughput": f"{fast['fold-assets/s']:.0f} fold-assets/s (warm cache, "
+                          f"n_jobs={fast['n_jobs']})",
+            "speedup_vs_reference": f"{fast['speedup']:.1f}x (n_jobs={fast['n_jobs']}, one "
+                                    "core both sides)",
+            "parallel_efficiency": eff, "gpu": "n/a (CPU workload)"}

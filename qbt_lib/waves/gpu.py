@@ -26,6 +26,7 @@ from .enums import (CHAIN_W4, CHAIN_W5, D4_1, D5_1, D5_2, D_SLOPE, DIAGONAL, N_C
                     NO_WAVE1, W2_1, W2_2, W2_3, W3_1, W3_2, W3_3, W3_4, W3_5, W4_1, W4_2,
                     W5_1, W5_2)
 from .nb import tables_nb
+from .score import score_patterns, top_k_rows
 
 #: start bars per device batch; ``None``: as many as a quarter of the free device memory
 #: holds at :data:`BYTES_PER_JOB` each (every batch costs the same ~150 launches per level
@@ -355,10 +356,15 @@ def search_batch(xp, F: FlatSeries, starts, ends, groups, up_to: int, rule_set: 
 
 
 def search(series: Sequence[tuple[np.ndarray, np.ndarray]], jobs: Sequence[tuple],
-           up_to: int, rule_set: int, xp=None, batch_jobs: int | None = DEFAULT_BATCH_JOBS):
+           up_to: int, rule_set: int, xp=None, batch_jobs: int | None = DEFAULT_BATCH_JOBS,
+           windows: Sequence[np.ndarray] | None = None, top_k: int = 0):
     """The batched search over many series.
 
     ``series``: ``[(lo, hi), ...]``; ``jobs``: per series ``(starts, ends)`` local arrays.
+    With ``windows`` (per series, each job's window index) and ``top_k``, every batch keeps
+    only the ``top_k`` best-scored patterns of each window on the device (``score.py`` run
+    with ``xp``), as the CPU workers do per chunk: the final top-k of a window is the top-k
+    of its batches' top-k, and only those come back to the host.
     Returns, on the host, ``(series_index, job_index, pivots, rejects, built, kept)`` with
     ``job_index`` local to its series' job list, ``pivots`` local bar positions, ``rejects``
     of shape ``(n_series, N_CHECKS)`` and ``built``/``kept`` of shape ``(n_series, 5)``.
@@ -379,6 +385,11 @@ def search(series: Sequence[tuple[np.ndarray, np.ndarray]], jobs: Sequence[tuple
     first_job[1:] = np.cumsum([len(s) for s, _ in jobs])
     cnt = _Counters(xp, n_series)
     sid_d = xp.asarray(sid)
+    win_d = None
+    if top_k and windows is not None and len(starts):
+        n_win = max(int(np.max(w)) + 1 if len(w) else 1 for w in windows)
+        win_d = xp.asarray(np.concatenate([np.asarray(w, np.int64) for w in windows])
+                           + sid * n_win)        # a window id unique across series
     out_job, out_piv = [], []
     if batch_jobs is None:
         batch_jobs = batch_jobs_for(xp)
@@ -386,6 +397,10 @@ def search(series: Sequence[tuple[np.ndarray, np.ndarray]], jobs: Sequence[tuple
         z = slice(a, a + batch_jobs)
         job, piv = search_batch(xp, F, xp.asarray(starts[z]), xp.asarray(ends[z]),
                                 sid_d[z], int(up_to), int(rule_set), cnt)
+        if win_d is not None and job.shape[0]:
+            keep = top_k_rows(win_d[z][job], score_patterns(F.lo, F.hi, piv, xp), piv,
+                              int(top_k), xp)
+            job, piv = job[keep], piv[keep]
         out_job.append(_host(job) + a)
         out_piv.append(_host(piv))
     job = np.concatenate(out_job) if out_job else np.empty(0, np.int64)

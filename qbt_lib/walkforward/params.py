@@ -1,0 +1,146 @@
+"""walkforward's parameters: their defaults, their declared constraints, one check.
+
+:func:`check_params` validates a call's parameters with :func:`qbt_lib.params.check` (a
+``ValueError`` names the parameter, an unknown name included; papermill's integral floats
+accepted); :func:`make_config` then resolves what depends on the data (the default range,
+the symbols) and loads the run's bars once into a :class:`~.config.WalkForwardConfig`.
+
+``impl`` uses the vocabulary of every workload (``qbt_lib.device.IMPLS``): walkforward has a
+``reference`` and a ``numba`` engine (``auto`` is ``numba``: scikit-learn fits on the CPU, so
+there is no GPU engine). The old name ``"fast"`` is accepted and means ``"numba"``.
+``assets`` is the older name of ``symbols`` (errors then name ``assets``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from ..data import check_source
+from ..data import span as data_span
+from ..device import IMPLS as VOCABULARY
+from ..parallel import BACKENDS, resolve_n_jobs
+from ..params import AnyOf, Boolean, Check, Interval, Options, check
+from .config import (DEFAULT_YEARS, MIN_FOLD_LENGTH, MODELS, SYNTHETIC_DEFAULT,
+                     WalkForwardConfig, data_source, load_frames)
+
+#: the engines walkforward has (``impl`` takes the whole vocabulary, ``qbt_lib.device.IMPLS``:
+#: the dispatch names these when asked for one it lacks)
+IMPLS = ("auto", "reference", "numba")
+#: old names still accepted (papermill parameter files of earlier runs)
+IMPL_ALIASES = {"fast": "numba"}
+
+DEFAULTS: dict[str, Any] = dict(
+    symbols=None,          # None: 5 (synthetic) or all; a count (the first N); names; "all"
+    assets=None,           # the older name of symbols
+    start=None,            # None: DEFAULT_YEARS years before end
+    end=None,              # None: the last date all the assets have
+    fold_length=252,       # training bars per fold
+    step_size=126,         # bars between fold starts
+    test_length=None,      # test bars per fold (None: step_size)
+    gap=0,                 # embargo bars between training and test
+    anchored=False,        # expanding training window
+    model="ridge",
+    threshold=0.0,         # |prediction| needed to take a position
+    long_only=False,
+    cost_bps=1.0,          # cost per unit of position change
+    source="synthetic",    # anything qbt_lib.data.load takes
+    adjust=True,           # apply an adjusted-close column
+    impl="auto",
+    n_jobs=1,
+    backend="loky",
+    scheduler="local",     # backend="dask": "local" or an address / scheduler file
+    seed=0,                # the folds' random_state seed
+    n_estimators=100,      # random forest trees / boosting rounds
+    alpha=1.0,             # ridge penalty
+    progress=None,
+    output_dir=None,       # if given, the per-fold Parquet files are written there
+)
+
+
+def _as_date(name: str, value: Any) -> pd.Timestamp | None:
+    """``None`` (resolved from the data by :func:`make_config`) or a date."""
+    if value is None:
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise ValueError(f"{name} must be a date like '2020-01-31', got {value!r}") from None
+    if ts is pd.NaT or pd.isna(ts):
+        raise ValueError(f"{name} must be a date like '2020-01-31', got {value!r}")
+    return ts.tz_localize(None) if ts.tz is not None else ts
+
+
+def _impl(name: str, value: Any) -> str:
+    impl = Options(*VOCABULARY, *IMPL_ALIASES)(name, value)
+    return IMPL_ALIASES.get(impl, impl)
+
+
+CONSTRAINTS: dict[str, Any] = dict(
+    symbols=None, assets=None,            # checked by qbt_lib.data against the source
+    start=Check(_as_date, "None or a date"),
+    end=Check(_as_date, "None or a date"),
+    fold_length=Interval(int, MIN_FOLD_LENGTH, None),
+    step_size=Interval(int, 1, None),
+    test_length=AnyOf(None, Interval(int, 1, None)),
+    gap=Interval(int, 0, None),
+    anchored=Boolean(),
+    model=Options(*MODELS),
+    threshold=Interval(float, 0.0, None),
+    long_only=Boolean(),
+    cost_bps=Interval(float, 0.0, None),
+    source=Check(lambda n, v: check_source(v, n), "a source qbt_lib.data.load takes"),
+    adjust=Boolean(),
+    impl=Check(_impl, f"one of {list(VOCABULARY)} ('fast': 'numba')"),
+    n_jobs=Check(lambda n, v: resolve_n_jobs(v), "-1 (all cores), -2, ..., 1, 2, ..."),
+    backend=Options(*BACKENDS),
+    scheduler=None,
+    seed=Interval(int, 0, None),
+    n_estimators=Interval(int, 1, 100_000),
+    alpha=Interval(float, 0.0, None, closed="right"),
+    progress=AnyOf(None, Boolean()),
+    output_dir=None,
+)
+
+
+def check_params(**params: Any) -> dict:
+    """The full, normalized parameters (defaults filled in); ``ValueError`` names the
+    parameter. Nothing is loaded: :func:`make_config` does that."""
+    p = check(params, CONSTRAINTS, DEFAULTS, workload="walkforward")
+    if p["symbols"] is not None and p["assets"] is not None:
+        raise ValueError("give symbols or assets (its older name), not both")
+    if p["test_length"] is None:
+        p["test_length"] = p["step_size"]
+    return p
+
+
+def make_config(**params: Any) -> WalkForwardConfig:
+    """Validate every parameter (``ValueError`` naming it) and load the run's data once.
+
+    ``symbols`` (or its older name ``assets``): ``None`` (5 synthetic assets, or every
+    symbol of a real source), a count (the source's first N), names, or ``"all"``.
+    ``end=None``: the last date all the assets have; ``start=None``: ``DEFAULT_YEARS``
+    years before ``end``. Every parameter and its default: :data:`DEFAULTS`."""
+    p = check_params(**params)
+    param = "assets" if p["assets"] is not None else "symbols"
+    selection = p["assets"] if p["assets"] is not None else p["symbols"]
+    src = p["source"]
+    if selection is None and isinstance(src, str) and src == "synthetic":
+        selection = SYNTHETIC_DEFAULT        # a real source's default: all its symbols
+    start, end = p["start"], p["end"]
+    if start is None or end is None:
+        spans = data_span(data_source(src), selection, param=param)
+        if end is None:
+            end = min(last for _, last in spans.values())
+        if start is None:
+            start = end - pd.DateOffset(years=DEFAULT_YEARS)
+    if start >= end:
+        raise ValueError(f"start ({start:%Y-%m-%d}) must be before end ({end:%Y-%m-%d})")
+    frames = load_frames(src, selection, start, end, p["adjust"], param)
+    return WalkForwardConfig(
+        assets=tuple(frames), source=src, start=start, end=end,
+        fold_length=p["fold_length"], step_size=p["step_size"], test_length=p["test_length"],
+        gap=p["gap"], anchored=p["anchored"], model=p["model"], threshold=p["threshold"],
+        long_only=p["long_only"], cost_bps=p["cost_bps"], adjust=p["adjust"],
+        impl=p["impl"], n_jobs=p["n_jobs"], backend=p["backend"], scheduler=p["scheduler"],
+        seed=p["seed"], n_estimators=p["n_estimators"], alpha=p["alpha"], frames=frames)

@@ -96,6 +96,9 @@ class Backtest(Result):
         else:
             raise ValueError("the daily book needs the rows: output='table' or 'parquet' "
                              "(output='summary' keeps only one row per straddle)")
+        if self.dates is None:
+            raise ValueError("the daily book needs the run's trading days (Backtest.dates, "
+                             "set by backtest/run)")
         return portfolio.daily_book(parts, self.dates, hedge=self.params["hedge"],
                                     normalize=normalize)
 

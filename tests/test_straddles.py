@@ -992,7 +992,8 @@ def test_normalized_dataset_reads_back_todays_rows(small_market, tmp_path, impl,
     mem = st.backtest(store, sched, impl=impl, rate=0.01, side="short", **opts)
     out = tmp_path / "ds"
     bt = st.backtest(store, sched, impl=impl, rate=0.01, side="short", output="parquet",
-                     path=out, layout="normalized", chunk_size=50, n_jobs=2, **opts)
+                     path=out, layout="normalized", chunk_size=50, n_jobs=2,
+                     backend="loky" if impl == "numba" else "threads", **opts)
     assert sorted(p.name for p in out.iterdir()) == ["days", "market", "meta.json", "summary"]
     ds = st.open_dataset(out)
     assert ds.read().equals(mem.rows)                        # bit for bit, every column

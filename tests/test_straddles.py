@@ -313,6 +313,13 @@ def test_gpu_glue_with_the_kernels_run_as_c(small_market, tmp_path, monkeypatch)
         assert core.rows_table(out, assets).equals(ref.rows)
         np.testing.assert_array_equal(s_pnl, ref.summary["pnl"].to_numpy())
         np.testing.assert_array_equal(s_hedge, ref.summary["hedge_pnl"].to_numpy())
+        # output="summary": the rows stay on the device, only the per-straddle results
+        sp, sh, ev, xv = gpu.summary_chunk_gpu(price, vol, start, sched, 0.01, -1.0, False,
+                                               core.day_tables(25, 0.01))
+        np.testing.assert_array_equal(sp, s_pnl)
+        np.testing.assert_array_equal(sh, s_hedge)
+        np.testing.assert_array_equal(ev, out["value"][::sched.days])
+        np.testing.assert_array_equal(xv, out["value"][sched.days - 1::sched.days])
     finally:
         gpu.kernels.cache_clear()
 

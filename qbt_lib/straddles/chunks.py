@@ -28,7 +28,7 @@ from .. import data, parallel, paths
 from ..device import dispatch
 from . import core, dataset
 from .core import day_tables, rows_table, summary_table
-from .gpu import value_chunk_gpu
+from .gpu import summary_chunk_gpu, value_chunk_gpu
 from .nb import block_rows, value_chunk_numba
 from .params import AUTO_GPU, WHY_CPU, WORKLOAD
 from .schedule import Schedule, asset_days
@@ -63,8 +63,8 @@ def _numba(price, vol, dates_ns, start, sched, rate, side, hedge, tables, out, d
 
 
 def _cupy(price, vol, dates_ns, start, sched, rate, side, hedge, tables, out, discard):
-    if discard:
-        raise ValueError("discard=True is a Numba kernel mode")
+    if discard:   # the rows stay in device memory; only the per-straddle results return
+        return summary_chunk_gpu(price, vol, start, sched, rate, side, hedge, tables)
     s_pnl, s_hedge = value_chunk_gpu(price, vol, dates_ns, start, sched, rate, side, hedge,
                                      tables, out)
     return s_pnl, s_hedge, *_entry_exit(out, sched)
@@ -80,8 +80,9 @@ def _entry_exit(out: dict, sched: Schedule) -> tuple[np.ndarray, np.ndarray]:
 #: NumPy). The reference is not a chunk kernel: it values whole schedules in one piece
 #: (``api.ENGINES``).
 KERNELS = {"numpy": _numpy, "numba": _numba, "cupy": _cupy}
-#: kernels that can value through a one-block buffer and keep only the per-straddle results
-IN_KERNEL_SUMMARY = frozenset({"numba"})
+#: kernels that value every row without handing the rows back and keep only the
+#: per-straddle results (numba: through a one-block buffer; cupy: in device memory)
+IN_KERNEL_SUMMARY = frozenset({"numba", "cupy"})
 
 
 def value_chunk(impl: str, device: str, price, vol, dates_ns, start, sched: Schedule,

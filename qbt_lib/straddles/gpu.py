@@ -151,6 +151,19 @@ def value_chunk_gpu(price, vol, dates_ns, start, sched, rate, side, hedge, table
     return cols["sum_pnl"].get(), cols["sum_hedge"].get()
 
 
+def summary_chunk_gpu(price, vol, start, sched, rate, side, hedge, tables):
+    """``impl="cupy"``, output="summary": every row valued in device memory and only the
+    per-straddle results copied back (P&L sums, entry and exit values: 4 floats per
+    straddle instead of 11 columns per straddle-day). The H200 run of the row-by-row
+    sub-chunk path took 5.9 s for what 16 CPU cores did in 0.2 s."""
+    cols = value_rows_device(to_device(price), to_device(vol), to_device(start),
+                             sched.tenor, rate, side, hedge, tables)
+    n1 = sched.days
+    value = cols["value"]
+    return (cols["sum_pnl"].get(), cols["sum_hedge"].get(), value[::n1].get(),
+            value[n1 - 1::n1].get())
+
+
 def value_rows_xp_gpu(price, vol_days, start, tenor, rate, side, hedge, tables) -> dict:
     """The xp-generic NumPy code run with CuPy (unfused; a cross-check of the kernels)."""
     import cupy as cp

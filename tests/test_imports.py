@@ -238,10 +238,18 @@ def test_the_checker_resolves_imports_and_finds_cycles():
     assert {"qbt_lib.bench", "qbt_lib.bench.jsons"} <= g["qbt_lib.report.summary"]
 
 
+FACADES = ("qbt_lib.synth", "qbt_lib.straddles", "qbt_lib.waves", "qbt_lib.marketsim",
+           "qbt_lib.walkforward", "qbt_lib.profiling", "qbt_lib.report")
+
+
 def test_facade_packages_hold_no_logic():
-    """``qbt_lib.profiling`` and ``qbt_lib.report`` are public faces: a docstring, imports and
-    ``__all__``, nothing else (the code lives in their modules)."""
-    for name in ("qbt_lib.profiling", "qbt_lib.report"):
+    """Every workload package, ``qbt_lib.profiling`` and ``qbt_lib.report`` are public faces:
+    a docstring, imports and ``__all__``, nothing else (the code lives in their modules),
+    and every name in ``__all__`` exists."""
+    import importlib
+    for name in FACADES:
+        mod = importlib.import_module(name)
+        assert all(hasattr(mod, n) for n in mod.__all__), name
         tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
         assert ast.get_docstring(tree), name
         for node in tree.body[1:]:

@@ -512,31 +512,499 @@ def test_run_writes_its_outputs_when_given_output_dir(frames, numba_result, tmp_
                      "simulations.parquet", "summary.parquet"]
 
 
-def test_init_holds_no_logic():
-    import ast
-    import inspect
-    tree = ast.parse(inspect.getsource(ms))
-    for node in tree.body:
-        ok = isinstance(node, (ast.Import, ast.ImportFrom)) or (
-            isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)) or (
-            isinstance(node, ast.Assign) and [t.id for t in node.targets] == ["__all__"])
-        assert ok, f"marketsim/__init__.py line {node.lineno}: {ast.dump(node)[:80]}"
-    assert all(hasattr(ms, n) for n in ms.__all__)
+
+# ================================================================== research (#15 items 6-9)
+from numba import njit  # noqa: E402
+
+from qbt_lib.marketsim import api, examples, fast, oos, reference_research, user  # noqa: E402
+from qbt_lib.marketsim.results import summary_tables  # noqa: E402
+
+SMALL_OOS = dict(SMALL, oos_days=5, forecast_next=True)
 
 
-def test_modules_import_on_their_own_without_local_imports_of_qbt_lib():
-    """Every marketsim module imports alone in a fresh interpreter, and none imports from
-    qbt_lib inside a function (a cycle dodged); cupy, dask and friends may be imported
-    lazily."""
-    import ast
-    from pathlib import Path
-    pkg = Path(ms.__file__).parent
-    for f in sorted(pkg.glob("*.py")):
-        mod = f"qbt_lib.marketsim.{f.stem}" if f.stem != "__init__" else "qbt_lib.marketsim"
-        subprocess.run([sys.executable, "-c", f"import {mod}"], check=True)
-        for node in ast.walk(ast.parse(f.read_text())):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                for sub in ast.walk(node):
-                    if isinstance(sub, ast.ImportFrom):
-                        assert not (sub.level or (sub.module or "").startswith("qbt_lib")), \
-                            f"{f.name}:{sub.lineno}: a function-local import of qbt_lib"
+def my_simple(forecast, band, history):
+    """The built-in ``simple`` written as an own strategy (plain NumPy)."""
+    return np.sign(forecast[:, 0]).astype(np.int8)
+
+
+@njit
+def my_simple_nb(forecast, band, history):
+    out = np.zeros(forecast.shape[0], np.int8)
+    for t in range(forecast.shape[0]):
+        c = forecast[t, 0]
+        out[t] = 1 if c > 0 else (-1 if c < 0 else 0)
+    return out
+
+
+def never(forecast, band, history):
+    return np.zeros(forecast.shape[0], np.int8)
+
+
+def peek_next_forecast(forecast, band, history):
+    out = np.zeros(forecast.shape[0], np.int8)
+    out[:-1] = np.sign(forecast[1:, 0])
+    return out
+
+
+def peek_from_day_5(forecast, band, history):
+    out = np.sign(forecast[:, 0])
+    out[5:] = np.sign(history[5:, 0])  # from day 5 on: today's outcome
+    return np.nan_to_num(out).astype(np.int8)
+
+
+@pytest.fixture(scope="module")
+def oos_result(frames):
+    return ms.analyze(frames, impl="numba", backend="sequential", progress=False,
+                      user_strategies=[examples.follow_hits], **SMALL_OOS)
+
+
+# ------------------------------------------------------------------ own strategies
+@pytest.mark.parametrize("fn", [my_simple, my_simple_nb], ids=["python", "njit"])
+@pytest.mark.parametrize("impl", ["numba", "reference"])
+def test_own_strategy_equal_to_simple_scores_like_the_builtin(frames, fn, impl):
+    """``sign(forecast close)`` as an own strategy is the built-in simple, bit for bit:
+    the same fee, metric and ranking code (crypto's short days taken flat as well)."""
+    r = ms.analyze(frames, impl=impl, backend="sequential", progress=False,
+                   strategies=["simple", "buy_hold"], user_strategies={"mine": fn}, **SMALL)
+    assert r.strategies == ["simple", "buy_hold", "mine"]
+    a = r.arrays
+    for k in ("metrics", "pos", "net"):
+        np.testing.assert_array_equal(a[k][:, :, 2], a[k][:, :, 0], err_msg=k)
+    t = r.table.set_index(["symbol", "strategy"])
+    for sym in frames:
+        assert t.loc[(sym, "mine"), "total_return"] == t.loc[(sym, "simple"), "total_return"]
+    # ties go to the earlier strategy: "mine" is never picked over "simple"
+    assert "mine" not in set(r.picks["strategy"])
+
+
+def test_own_strategy_on_hand_made_days():
+    """follow_hits on the three hand-made days: day 0 flat (no call yet), day 1 the call of
+    day 0 (+1, close +1.5%) was right -> short (forecast -1%), day 2 the call of day 1 (-1,
+    close +1%) was wrong -> flat."""
+    s = user.resolve([examples.follow_hits])
+    band = np.full_like(PRED, 0.01)
+    fast_ = user.evaluate_windows(s, PRED[None], band[None], ACT[None], FEE, 15.0, False)
+    ref = reference_research.user_windows(s, PRED[None], band[None], ACT[None], FEE, 15.0,
+                                          False)
+    want_pos = [0, -1, 0]
+    want_net = [0.0, -0.01 - FEE, 0.0 - FEE]
+    for out in (fast_, ref):
+        assert list(out["pos"][0, 0]) == want_pos
+        assert list(out["net"][0, 0]) == pytest.approx(want_net, abs=1e-15)
+        m = out["metrics"][0, 0]
+        assert m[0] == pytest.approx((1 - 0.01 - FEE) * (1 - FEE) - 1)
+        assert m[3] == 0.0 and m[4] == 2  # one day held, lost; two position changes
+    np.testing.assert_array_equal(fast_["metrics"], ref["metrics"])
+    crypto = user.evaluate_windows(s, PRED[None], band[None], ACT[None], FEE, 15.0, True)
+    assert list(crypto["pos"][0, 0]) == [0, 0, 0]  # long-only: the short is taken flat
+
+
+@pytest.mark.parametrize("fn,day", [(examples.peek, 0), (peek_next_forecast, 0),
+                                    (peek_from_day_5, 5)])
+def test_lookahead_guard_names_the_strategy_and_first_day(frames, fn, day):
+    name = fn.__name__
+    with pytest.raises(ValueError, match=rf"user strategy '{name}' looks ahead: its position "
+                                         rf"on day {day} "):
+        ms.analyze(frames, progress=False, user_strategies=[fn], **SMALL)
+
+
+def test_lookahead_guard_passes_causal_strategies():
+    for fn in (examples.confident, examples.follow_hits, my_simple, my_simple_nb, never):
+        user.check_lookahead(user.resolve([fn])[0])
+
+
+@pytest.mark.parametrize("spec,match", [
+    ({"simple": my_simple}, "'simple' is a built-in strategy's name"),
+    ("no_such_module:fn", "cannot import 'no_such_module:fn'"),
+    ("qbt_lib.marketsim.examples", "is not a 'module:function' import path"),
+    ({"bad name": my_simple}, "must be an identifier"),
+    ([my_simple, my_simple], "'my_simple' is given twice"),
+    (42, "user_strategies must be a function"),
+])
+def test_bad_user_strategies_are_named(frames, spec, match):
+    with pytest.raises(ValueError, match=match):
+        ms.analyze(frames, progress=False, user_strategies=spec, **SMALL)
+
+
+def test_bad_positions_are_named(frames):
+    def twos(f, b, h):
+        return np.full(f.shape[0], 2)
+
+    def short(f, b, h):
+        return np.zeros(f.shape[0] - 1)
+    with pytest.raises(ValueError, match=r"'twos': positions must be -1, 0 or 1; day 0"):
+        ms.analyze(frames, progress=False, user_strategies=[twos], **SMALL)
+    with pytest.raises(ValueError, match=r"'short' returned positions of shape \(63,\)"):
+        ms.analyze(frames, progress=False, user_strategies=[short], **SMALL)
+
+
+def test_user_strategies_by_import_path_and_refused_on_gpu(frames):
+    r = ms.analyze(frames, progress=False, backend="sequential",
+                   user_strategies="qbt_lib.marketsim.examples:confident, "
+                                   "qbt_lib.marketsim.examples:follow_hits", **SMALL)
+    assert r.strategies[-2:] == ["confident", "follow_hits"]
+    assert r.timings["device"] == "cpu" and r.timings["guard_s"] > 0
+    with pytest.raises(ValueError, match=r"device='gpu' runs the built-in strategies only; "
+                                         r"user strategies \['confident'\]"):
+        ms.analyze(frames, device="gpu", progress=False, user_strategies=[examples.confident],
+                   **SMALL)
+
+
+# ------------------------------------------------------------------ never traded
+def test_never_traded_is_flagged_in_the_tables_and_ranking(frames):
+    r = ms.analyze(frames, progress=False, backend="sequential", strategies=["buy_hold"],
+                   user_strategies=[never], **SMALL)
+    t = r.table.set_index(["symbol", "strategy"])
+    assert not t.loc[(slice(None), "buy_hold"), "never_traded"].any()
+    assert t.loc[(slice(None), "never"), "never_traded"].all()
+    assert r.never_traded == ["never"]
+    s = r.strategy_summary()
+    assert bool(s.loc["never", "never_traded"]) and not s.loc["buy_hold", "never_traded"]
+    # where flat beat buy-and-hold the pick is the strategy that never traded: flagged
+    flat_won = r.picks["strategy"] == "never"
+    assert flat_won.any() and (~flat_won).any()
+    assert (r.ranking.set_index("symbol")["never_traded"] == flat_won).all()
+    assert s.loc["never", "picked_by"] == flat_won.sum()
+
+
+def test_never_traded_by_hand():
+    # 2 symbols x 1 simulation x 2 strategies x 2 days; B picks strategy "b" that never
+    # held a position (its 0 beats a loss)
+    pos = np.zeros((2, 1, 2, 2), np.int8)
+    pos[0, 0, 0] = [1, 1]
+    pos[1, 0, 0] = [0, 1]
+    metrics = np.zeros((2, 1, 2, 5))
+    metrics[0, 0, 0, 0] = 0.02
+    metrics[1, 0, 0, 0] = -0.01
+    table, picks, ranking = summary_tables(["A", "B"], {"metrics": metrics, "pos": pos},
+                                               ["a", "b"], np.array([False, False]))
+    assert list(table["never_traded"]) == [False, True, False, True]
+    assert list(picks["strategy"]) == ["a", "b"]
+    assert list(ranking["never_traded"]) == [False, True]
+
+
+# ------------------------------------------------------------------ the walk by hand
+def _hand_arrays():
+    """G = 4 simulations (lookback N = 2, D = 2 walk days + tomorrow), E = 2 (one traded
+    day + the next-day forecast), strategies simple and buy_hold."""
+    G, E = 4, 2
+    point = np.zeros((G, E, 3))
+    actual = np.zeros((G, E, 3))
+    # the next-day (window position E-1) forecasts/actuals of simulations 3, 2, 1, 0
+    point[3, 1] = [0.004, 0.01, -0.01]
+    actual[3, 1] = [-0.01, 0.0, -0.02]  # the day before the walk
+    point[2, 1] = [0.01, 0.02, -0.01]   # walk day 0
+    actual[2, 1] = [0.02, 0.03, -0.005]
+    point[1, 1] = [-0.01, 0.01, -0.02]  # walk day 1
+    actual[1, 1] = [0.03, 0.04, -0.01]
+    point[0, 1] = [0.005, 0.02, -0.01]  # tomorrow
+    actual[0, 1] = np.nan
+    metrics = np.zeros((G, 2, 5))
+    metrics[:, :, 0] = [[0.01, 0.02], [0.03, 0.00], [-0.01, 0.01], [0.00, 0.05]]
+    return {"point": point, "lo": point - 0.001, "hi": point + 0.002, "actual": actual,
+            "metrics": metrics, "mult": np.zeros((G, 2))}
+
+
+@pytest.mark.parametrize("walk", [oos.walk_symbol, reference_research.walk_symbol],
+                         ids=["numba", "reference"])
+def test_walk_by_hand(walk):
+    fee = 0.001
+    w = walk(_hand_arrays(), strategies=["simple", "buy_hold"], user=(), lookback=2, days=2,
+             fee=fee, ann=10.0, long_only=False)
+    # day 0 picks from simulations 2, 3: simple (-0.01 + 0)/2, buy_hold (0.01 + 0.05)/2;
+    # day 1 from 1, 2: simple 0.01, buy_hold 0.005; tomorrow from 0, 1: simple 0.02, 0.01
+    np.testing.assert_allclose(w["score"], [[-0.005, 0.03], [0.01, 0.005], [0.02, 0.01]])
+    assert list(w["pick"]) == [1, 0, 0]
+    assert w["curves"] == ["pick", "simple", "buy_hold"]
+    # pick: day 0 buy_hold long (+2%, entry fee), day 1 simple short (-3%, flip: 2 fees)
+    want = {"pick": ([1, -1], [0.02 - fee, -0.03 - 2 * fee]),
+            "simple": ([1, -1], [0.02 - fee, -0.03 - 2 * fee]),
+            "buy_hold": ([1, 1], [0.02 - fee, 0.03])}
+    for c, (p, n) in enumerate(want.values()):
+        assert list(w["pos"][c]) == p
+        assert list(w["net"][c]) == pytest.approx(n, abs=1e-15)
+    m = w["metrics"]
+    assert m[0, 0] == pytest.approx((1.02 - fee) * (0.97 - 2 * fee) - 1)  # total return
+    assert m[0, 4] == 2 and m[2, 4] == 1                                 # position changes
+    assert m[0, 5] == pytest.approx(0.03 + 2 * fee)                      # max drawdown
+    assert m[2, 5] == 0.0
+    # tomorrow: simple on a +0.5% forecast -> long from the last close
+    assert w["next_user"] == {}
+    assert oos.next_order("simple", *w["fc"][-1], False)[:2] == (1, "close")
+
+
+@pytest.mark.parametrize("walk", [oos.walk_symbol, reference_research.walk_symbol],
+                         ids=["numba", "reference"])
+def test_walk_unprofit_shutdown_sees_the_day_before_the_walk(walk):
+    arr = _hand_arrays()
+    arr["metrics"] = arr["metrics"][:, :1]
+    w = walk(arr, strategies=["unprofit_shutdown"], user=(), lookback=2, days=2,
+             fee=0.0, ann=10.0, long_only=False)
+    # the day before the walk: call +1 (forecast +0.4%), close -1% -> wrong -> flat on
+    # day 0; day 0's call +1 was right (+2%) -> day 1 short (forecast -1%) -> -3%
+    assert list(w["pos"][1]) == [0, -1]
+    assert list(w["net"][1]) == [0.0, -0.03]
+    assert bool(w["prev_wrong_next"])  # day 1's short call lost: tomorrow flat
+    assert oos.next_order("unprofit_shutdown", 0.005, 0.02, -0.01, False, True)[0] == 0
+
+
+def test_walk_fast_equals_reference_on_real_arrays(frames, oos_result):
+    ref = ms.analyze(frames, impl="reference", progress=False,
+                     user_strategies=[examples.follow_hits], **SMALL_OOS)
+    _assert_same(oos_result, ref)
+    for a, b in zip(oos_result.oos.walks, ref.oos.walks):
+        np.testing.assert_array_equal(a["pick"], b["pick"])
+        np.testing.assert_array_equal(a["pos"], b["pos"])
+        np.testing.assert_allclose(a["net"], b["net"], rtol=ms.RTOL, atol=ms.ATOL)
+        np.testing.assert_allclose(a["metrics"], b["metrics"], rtol=1e-6, atol=1e-9)
+    pd.testing.assert_frame_equal(oos_result.next_session[["strategy", "position", "entry"]],
+                                  ref.next_session[["strategy", "position", "entry"]])
+
+
+@pytest.mark.parametrize("long_only", [False, True], ids=["equity", "crypto"])
+def test_walk_kernels_equal_reference_bitwise(frames, long_only):
+    """On the same extended arrays the walk kernels and the plain-Python walk agree bit
+    for bit (same day rule, same sums in the same order)."""
+    cfg = ms.make_config(**SMALL)
+    need = oos.extension_bars(cfg.context, cfg.simulations, cfg.eval_days, 7)
+    prices = np.stack([frames["SYM000"][c].to_numpy() for c in ("close", "high", "low")])
+    out = fast.analyze_symbol(oos.with_placeholder(prices[:, -need:]),
+                              symbol_key=models.symbol_key(0, "SYM000"),
+                              simulations=cfg.simulations + 7, eval_days=cfg.eval_days,
+                              context=cfg.context, num_samples=cfg.num_samples,
+                              strategy_ids=np.arange(7), fee=0.001, ann=15.0,
+                              long_only=long_only, forecaster=ms.ARBootstrap(cfg.ar_order))
+    kw = dict(strategies=list(STRATEGIES), user=(), lookback=cfg.simulations, days=7,
+              fee=0.001, ann=15.0, long_only=long_only)
+    a, b = oos.walk_symbol(out, **kw), reference_research.walk_symbol(out, **kw)
+    for k in ("pick", "score", "pos", "net", "metrics", "fc", "act", "mult"):
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert a["prev_wrong_next"] == b["prev_wrong_next"]
+    assert a["pos"].shape == (8, 7)  # the pick + 7 strategies over 7 days
+
+
+# ------------------------------------------------------------------ walk honesty
+def test_the_placeholder_bar_is_never_read(frames):
+    cfg = ms.make_config(**SMALL)
+    need = oos.extension_bars(cfg.context, cfg.simulations, cfg.eval_days, 3)
+    prices = np.stack([frames["SYM001"][c].to_numpy() for c in ("close", "high", "low")])
+    kw = dict(symbol_key=7, simulations=cfg.simulations + 3, eval_days=cfg.eval_days,
+              context=cfg.context, num_samples=cfg.num_samples, strategy_ids=np.arange(7),
+              fee=0.001, ann=15.0, long_only=False, forecaster=ms.ARBootstrap(cfg.ar_order))
+    nan = fast.analyze_symbol(oos.with_placeholder(prices[:, -need:]), **kw)
+    filled = np.column_stack([prices[:, -need:], [200.0, 250.0, 150.0]])
+    other = fast.analyze_symbol(filled, **kw)
+    for k, x in nan.items():
+        if k == "actual":
+            assert np.isnan(x[0, -1]).all() and np.isfinite(other[k][0, -1]).all()
+            x, y = x.copy(), other[k].copy()
+            x[0, -1] = y[0, -1] = 0.0
+            np.testing.assert_array_equal(x, y)
+        else:
+            np.testing.assert_array_equal(x, other[k], err_msg=k)
+
+
+@pytest.mark.parametrize("impl", ["numba", "reference"])
+def test_walk_decisions_never_see_the_day_they_trade(frames, impl):
+    """Changing the bars from walk day d on leaves the pick and the position of every walk
+    day up to d, and the net returns before d, unchanged (the day's own return changes)."""
+    sym = "SYM000"
+    kw = dict(SMALL_OOS, impl=impl, progress=False, backend="sequential",
+              user_strategies=[examples.follow_hits])
+    before = ms.analyze({sym: frames[sym]}, **kw)
+    dates = before.oos.dates[0]
+    d = dates[2]
+    df = frames[sym].copy()
+    later = df.index >= d
+    bump = np.exp(np.random.default_rng(4).normal(0, 0.05, later.sum()))
+    for c in ("open", "high", "low", "close"):
+        df.loc[later, c] = df.loc[later, c] * bump
+    after = ms.analyze({sym: df}, **kw)
+    a, b = before.oos.daily, after.oos.daily
+    upto, prior = a["date"] <= d, a["date"] < d
+    pd.testing.assert_series_equal(a.loc[upto, "strategy"], b.loc[upto, "strategy"])
+    pd.testing.assert_series_equal(a.loc[upto, "position"], b.loc[upto, "position"])
+    pd.testing.assert_series_equal(a.loc[prior, "net"], b.loc[prior, "net"])
+    assert not np.allclose(a.loc[~prior, "net"], b.loc[~prior, "net"])
+
+
+# ------------------------------------------------------------------ tomorrow
+def test_next_order_by_hand():
+    c, h, l = 0.004, 0.02, -0.01
+    p, entry, level, tp = oos.next_order("simple", c, h, l, False)
+    assert (p, entry, level) == (1, "close", 0.0) and math.isnan(tp)  # exit at the close
+    assert oos.next_order("simple", -c, h, l, True)[0] == 0            # long-only: no short
+    assert oos.next_order("all_signals", c, h, l, False)[0] == 0        # the low is < 0
+    assert oos.next_order("entry_takeprofit", c, h, l, False)[:4] == (1, "close", 0.0, h)
+    assert oos.next_order("highlow", -c, h, l, False)[:3] == (-1, "limit", h)
+    p, entry, e, tp = oos.next_order("maxdiff", c, h, l, False, m_h=0.001, m_l=-0.002)
+    assert (p, entry) == (1, "limit") and e == pytest.approx(-0.012) and tp == pytest.approx(0.021)
+    p, entry, e, tp = oos.next_order("maxdiff", c, 0.005, -0.02, False, m_h=0.001, m_l=0.0)
+    assert (p, entry) == (-1, "limit") and e == pytest.approx(0.006) and tp == pytest.approx(-0.02)
+    assert oos.next_order("maxdiff", c, 0.005, -0.02, True)[0] == 0
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_next_order_is_the_day_rule_when_it_fills(strategy):
+    """The order's position is what the strategy's day rule takes on a day wide enough to
+    fill every limit (and 0 on a day that reaches no level, for the limit orders)."""
+    rng = np.random.default_rng(STRATEGIES.index(strategy))
+    for _ in range(200):
+        c, h, l = rng.normal(0, 0.01, 3)
+        m_h, m_l = rng.uniform(-0.01, 0.01, 2)
+        for lo_only in (False, True):
+            p, entry, lev, _ = oos.next_order(strategy, c, h, l, lo_only, False, m_h, m_l)
+            wide = reference.strategy_day(strategy, c, h, l, 0.001, 0.5, -0.5, lo_only, False,
+                                          m_h, m_l)[0]
+            assert p == wide
+            if entry == "limit":  # a day that stays on the far side of the entry level
+                L = lev + 0.001 if p > 0 else lev - 0.051
+                missed = reference.strategy_day(strategy, c, h, l, 0.0, L + 0.05, L, lo_only,
+                                                False, m_h, m_l)[0]
+                assert missed == 0
+
+
+def test_next_session_table(oos_result):
+    n = oos_result.next_session
+    assert list(n.index) == ["SYM000", "SYM001", "BTCUSD"]
+    last = {s: df.index[-1] for s, df in ms.synthetic_universe(
+        ["SYM000", "SYM001", "BTCUSD"], years=0.5, seed=3).items()}
+    assert (n["after"] == pd.Series(last)).all()
+    for sym, row in n.iterrows():
+        w = oos_result.oos.walks[list(n.index).index(sym)]
+        assert row["strategy"] == oos_result.strategies[w["pick"][-1]]
+        if row["entry"] == "limit" and row["position"]:
+            assert row["entry_price"] != row["last_close"]
+    assert (n.loc["BTCUSD", "position"] >= 0)
+
+
+# ------------------------------------------------------------------ determinism, engines
+def test_oos_same_for_every_backend_and_n_jobs(frames, oos_result, dask_address):
+    runs = [dict(backend="threads", n_jobs=2), dict(backend="loky", n_jobs=2),
+            dict(backend="dask", n_jobs=2, scheduler=dask_address)]
+    for kw in runs:
+        r = ms.analyze(frames, impl="numba", progress=False,
+                       user_strategies=[examples.follow_hits], **SMALL_OOS, **kw)
+        _assert_same(oos_result, r, exact=True)
+        pd.testing.assert_frame_equal(oos_result.oos.daily, r.oos.daily)
+        pd.testing.assert_frame_equal(oos_result.oos.metrics, r.oos.metrics)
+        pd.testing.assert_frame_equal(oos_result.next_session, r.next_session)
+
+
+def test_oos_keeps_the_in_sample_analysis_unchanged(frames, numba_result, oos_result):
+    r = ms.analyze(frames, impl="numba", backend="sequential", progress=False, **SMALL_OOS)
+    _assert_same(numba_result, r, exact=True)
+    assert ms.digest(numba_result) == ms.digest(r)
+
+
+def test_gpu_code_path_with_numpy_runs_the_extended_run(frames):
+    cfg = ms.make_config(**SMALL)
+    need = oos.extension_bars(cfg.context, cfg.simulations, cfg.eval_days, 3)
+    ext = {k: oos.placeholder_frame(v.iloc[-need:]) for k, v in frames.items()}
+    cfg_ext = ms.make_config(**{**SMALL, "simulations": cfg.simulations + 3})
+    tasks = ms.symbol_tasks(ext, cfg_ext, ms.ARBootstrap(SMALL["ar_order"]),
+                             ms.asset_classes(frames))
+    on_gpu = gpu.analyze_batch(tasks, chunk=2, xp=np)
+    on_cpu = {k: np.stack([api._run_fast_task(t)[k] for t in tasks]) for k in on_gpu}
+    for k in on_gpu:
+        np.testing.assert_allclose(on_gpu[k], on_cpu[k], rtol=ms.RTOL, atol=ms.ATOL,
+                                   err_msg=k, equal_nan=True)
+
+
+@pytest.mark.gpu
+def test_gpu_extended_run_equals_cpu_on_device():
+    frames = ms.synthetic_universe(6, years=1.0, seed=5)
+    kw = dict(simulations=10, eval_days=5, context=96, num_samples=64, oos_days=8,
+              forecast_next=True, progress=False)
+    cpu = ms.analyze(frames, impl="numba", device="cpu", backend="sequential", **kw)
+    dev = ms.analyze(frames, impl="cupy", device="gpu", **kw)
+    assert dev.timings["device"] == "gpu"
+    _assert_same(cpu, dev)
+    for a, b in zip(cpu.oos.walks, dev.oos.walks):
+        np.testing.assert_array_equal(a["pick"], b["pick"])
+        np.testing.assert_array_equal(a["pos"], b["pos"])
+        np.testing.assert_allclose(a["net"], b["net"], rtol=ms.RTOL, atol=ms.ATOL)
+    pd.testing.assert_frame_equal(cpu.next_session[["strategy", "position", "entry"]],
+                                  dev.next_session[["strategy", "position", "entry"]])
+
+
+def test_numpy_engine_runs_the_walk_like_numba(frames, oos_result):
+    """impl="numpy" (the CuPy pass on NumPy) through the dispatch table: the same walk."""
+    r = ms.analyze(frames, impl="numpy", progress=False, **SMALL_OOS)
+    base = ms.analyze(frames, impl="numba", backend="sequential", progress=False, **SMALL_OOS)
+    assert r.timings["impl"] == "numpy"
+    _assert_same(base, r)
+    for a, b in zip(base.oos.walks, r.oos.walks):
+        np.testing.assert_array_equal(a["pick"], b["pick"])
+        np.testing.assert_array_equal(a["pos"], b["pos"])
+        np.testing.assert_allclose(a["net"], b["net"], rtol=ms.RTOL, atol=ms.ATOL)
+    with pytest.raises(ValueError, match=r"impl='numpy': marketsim with own strategies "
+                                         r"\['follow_hits'\] has no numpy engine"):
+        ms.analyze(frames, impl="numpy", progress=False, user_strategies=[examples.follow_hits],
+                   **SMALL)
+
+
+def test_oos_tables_and_outputs(oos_result, tmp_path):
+    o = oos_result.oos
+    assert o.curves == ["pick"] + list(STRATEGIES) + ["follow_hits"]
+    assert len(o.daily) == 3 * 5 * len(o.curves)
+    eq = o.equity()
+    np.testing.assert_allclose(eq.iloc[-1], (1 + o.portfolio).prod())
+    port = o.metrics.xs("portfolio", level="symbol")
+    np.testing.assert_allclose(port["total_return"], eq.iloc[-1] - 1)
+    assert (port["role"] == ["pick"] + ["fixed"] * 2 + ["benchmark"] + ["fixed"] * 5).all()
+    cmp = o.compare(oos_result.table, oos_result.picks)
+    assert cmp.loc["pick", "in_sample_picks"] == 3
+    assert set(o.picks.stack().unique()) <= set(oos_result.strategies)
+    assert "oos_pick" in o.headline()
+    out = ms.write_results(oos_result, tmp_path)
+    assert len(pd.read_parquet(out["oos_daily"])) == len(o.daily)
+    assert len(pd.read_parquet(out["next_session"])) == 3
+    m = json.loads(out["metrics"].read_text())
+    assert m["ranking_selection"] == "in-sample" and set(m["next_session"]) == set(o.symbols)
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(oos_days=-1), "oos_days must be >= 0"),
+    (dict(oos_days=2.5), "oos_days must be an integer"),
+    (dict(forecast_next="maybe"), "forecast_next"),
+])
+def test_bad_research_parameters_raise_naming_them(frames, kw, match):
+    with pytest.raises(ValueError, match=match):
+        ms.analyze(frames, progress=False, **{**SMALL, **kw})
+
+
+def test_history_too_short_for_the_walk_names_symbol_and_oos_days(frames):
+    assert ms.bars_needed(4, 4, 40, oos_days=10) == 40 + 4 + 10 + 4 - 1
+    short = {"SYM000": frames["SYM000"].iloc[-50:]}
+    with pytest.raises(ValueError, match=r"SYM000: history too short for oos_days=10: 50 bars,"
+                                         r" needs context \+ simulations \+ oos_days \+ "
+                                         r"eval_days - 1 = 57"):
+        ms.analyze(short, progress=False, **{**SMALL, "oos_days": 10})
+
+
+def test_warmup_research_compiles_the_walk_kernels():
+    """In a fresh process: after warmup(research=True) a walk with own strategies adds no
+    compiled signature to nb or oos_nb."""
+    code = """
+import json
+from numba.core.registry import CPUDispatcher
+from qbt_lib import marketsim as ms
+from qbt_lib.marketsim import examples, nb, oos_nb
+ms.warm_up(research=True)
+sigs = lambda: {f"{m.__name__}.{k}": len(v.signatures) for m in (nb, oos_nb)
+                for k, v in vars(m).items() if isinstance(v, CPUDispatcher)}
+before = sigs()
+frames = ms.synthetic_universe(3, years=0.5)
+ms.analyze(frames, simulations=3, eval_days=3, context=30, num_samples=20, progress=False,
+           backend="threads", n_jobs=2, oos_days=4, forecast_next=True,
+           user_strategies=[examples.follow_hits, examples.confident], warm_up=False)
+print(json.dumps([before, sigs()]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    before, after = json.loads(out.stdout.strip().splitlines()[-1])
+    assert before == after
+    assert all(before[f"qbt_lib.marketsim.oos_nb.{k}"] == 1 for k in (
+        "walk_builtin_nb", "rolling_mean_nb", "curves_net_nb", "curves_metrics_nb",
+        "close_to_close_windows_nb"))

@@ -398,33 +398,6 @@ def test_result_headline_and_metrics(tmp_path):
     assert "throughput" in res._repr_html_()
 
 
-def test_init_holds_no_logic():
-    import ast
-    tree = ast.parse((SYNTH / "__init__.py").read_text())
-    for i, node in enumerate(tree.body):
-        doc = i == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
-        names = isinstance(node, ast.Assign) and [
-            t.id for t in node.targets if isinstance(t, ast.Name)] == ["__all__"]
-        assert doc or names or isinstance(node, ast.ImportFrom), ast.dump(node)[:80]
-    assert set(synth.__all__) <= set(dir(synth))
-
-
-def test_no_function_local_imports_from_qbt_lib():
-    import ast
-    bad = []
-    for f in sorted(SYNTH.glob("*.py")):
-        for fn in ast.walk(ast.parse(f.read_text())):
-            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                for node in ast.walk(fn):
-                    if isinstance(node, ast.ImportFrom) and (
-                            node.level or (node.module or "").startswith("qbt_lib")):
-                        bad.append(f"{f.name}:{node.lineno}")
-                    elif isinstance(node, ast.Import) and any(
-                            a.name.startswith("qbt_lib") for a in node.names):
-                        bad.append(f"{f.name}:{node.lineno}")
-    assert not bad
-
-
 def test_no_import_circles_between_synth_modules():
     """The modules' own imports form a DAG (``__init__`` imports them all and is left out:
     importing any submodule runs it first, so a fresh-interpreter import cannot see a

@@ -483,35 +483,6 @@ def test_compare_impls_times_the_engines_on_the_same_work():
     assert list(one.index) == ["reference", "numba, one core"]
 
 
-def test_init_holds_no_logic():
-    import ast
-    import inspect
-    tree = ast.parse(inspect.getsource(wf))
-    for node in tree.body:
-        ok = isinstance(node, (ast.Import, ast.ImportFrom)) or (
-            isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)) or (
-            isinstance(node, ast.Assign) and [t.id for t in node.targets] == ["__all__"])
-        assert ok, f"walkforward/__init__.py line {node.lineno}: {ast.dump(node)[:80]}"
-    assert all(hasattr(wf, n) for n in wf.__all__)
-
-
-def test_modules_import_on_their_own_without_local_imports_of_qbt_lib():
-    """Every walkforward module imports alone in a fresh interpreter, and none imports from
-    qbt_lib inside a function (a cycle dodged); scikit-learn, TA-Lib and threadpoolctl may
-    be imported lazily."""
-    import ast
-    pkg = Path(wf.__file__).parent
-    for f in sorted(pkg.glob("*.py")):
-        mod = f"qbt_lib.walkforward.{f.stem}" if f.stem != "__init__" else "qbt_lib.walkforward"
-        subprocess.run([sys.executable, "-c", f"import {mod}"], check=True)
-        for node in ast.walk(ast.parse(f.read_text())):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                for sub in ast.walk(node):
-                    if isinstance(sub, ast.ImportFrom):
-                        assert not (sub.level or (sub.module or "").startswith("qbt_lib")), \
-                            f"{f.name}:{sub.lineno}: a function-local import of qbt_lib"
-
-
 def test_nb_holds_the_kernels_and_features_the_wrappers():
     from numba.core.registry import CPUDispatcher
     kernels = {k for k, v in vars(nb).items() if isinstance(v, CPUDispatcher)}

@@ -617,31 +617,8 @@ def test_result_digest_and_write_patterns(frames, tmp_path):
 
 
 # --------------------------------------------------------------------------- anatomy
-def test_init_holds_no_logic():
-    """``__init__.py`` is the public face: a docstring, imports and ``__all__`` only."""
-    import ast
-    tree = ast.parse((paths.PROJ_ROOT / "qbt_lib/waves/__init__.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
-            continue                                          # the docstring
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            continue
-        assert (isinstance(node, ast.Assign) and len(node.targets) == 1
-                and getattr(node.targets[0], "id", None) == "__all__"), ast.dump(node)[:200]
-    assert all(hasattr(waves, name) for name in waves.__all__)
+def test_scan_is_run():   # the facade itself: tests/test_imports.py
     assert waves.scan is waves.run
-
-
-def test_bench_has_no_function_local_qbt_imports():
-    import ast
-    for mod in ("bench", "api", "engines", "results", "prices", "shape", "score", "params"):
-        tree = ast.parse((paths.PROJ_ROOT / f"qbt_lib/waves/{mod}.py").read_text())
-        for fn in ast.walk(tree):
-            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                for node in ast.walk(fn):
-                    if isinstance(node, ast.ImportFrom):
-                        assert node.level == 0 and not (node.module or "").startswith(
-                            "qbt_lib"), f"{mod}.{fn.name} imports {node.module} locally"
 
 
 def test_batched_top_k_across_batch_boundaries_equals_numba(frames):

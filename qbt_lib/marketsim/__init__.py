@@ -17,7 +17,11 @@ Where things are (the anatomy every workload shares):
 * ``market.py``   -- the universe: synthetic default, ``qbt_lib.data`` loading, asset classes;
 * ``reference.py`` (the "before"), ``nb.py`` (Numba kernels) with ``fast.py`` (one symbol
   through them), ``gpu.py`` (the batched CuPy pass), ``models.py`` (the forecasters);
-* ``results.py``  -- :class:`MarketSimResult`: tables, headline, ``metrics.json``, Parquet.
+* ``results.py``  -- :class:`MarketSimResult`: tables, headline, ``metrics.json``, Parquet;
+* research (``docs/marketsim.md``): ``oos.py`` -- the out-of-sample walk (``oos_days``) and
+  tomorrow's signal (``forecast_next``); ``user.py`` -- own strategies (``user_strategies``)
+  and their look-ahead guard, ``examples.py`` a few; ``oos_nb.py`` their Numba kernels and
+  ``reference_research.py`` their plain-Python reference.
 
 Engines (``impl`` / ``device``, one dispatch table resolved by ``qbt_lib.device``):
 
@@ -46,10 +50,12 @@ from .enums import ATOL, METRICS, RTOL, STRATEGIES
 from .market import (ASSET_CLASSES, CRYPTO_NAMES, asset_classes, is_crypto, load_source,
                      synthetic_names, synthetic_universe)
 from .models import ARBootstrap, EmpiricalBootstrap, Forecaster, symbol_key
+from .oos import OOSResult, next_order
 from .params import (AUTO_GPU, CONSTRAINTS, DEFAULTS, IMPL_ALIASES, Config, bars_needed,
                      check_params, make_config, resolve_fees)
 from .results import (MarketSimResult, digest, headline_figures, same_answers,
                       speedup_vs_reference, timing_table, write_results)
+from .user import UserStrategy, check_lookahead
 
 __all__ = ["run", "analyze", "warm_up", "warmup", "compare_impls", "compare_engines",
            "startup_times", "timing_table", "headline_figures", "speedup_vs_reference",
@@ -59,4 +65,5 @@ __all__ = ["run", "analyze", "warm_up", "warmup", "compare_impls", "compare_engi
            "asset_classes", "ASSET_CLASSES", "CRYPTO_NAMES", "bars_needed", "check_params",
            "make_config", "resolve_fees", "Config", "DEFAULTS", "CONSTRAINTS", "AUTO_GPU",
            "IMPL_ALIASES", "Forecaster", "ARBootstrap", "EmpiricalBootstrap", "symbol_key",
-           "STRATEGIES", "METRICS", "RTOL", "ATOL", "enums"]
+           "STRATEGIES", "METRICS", "RTOL", "ATOL", "enums", "OOSResult", "next_order",
+           "UserStrategy", "check_lookahead"]

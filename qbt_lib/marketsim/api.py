@@ -4,7 +4,10 @@
 ``run`` checks the parameters (``params.py``), loads the last ``context + simulations +
 eval_days`` bars of every symbol through ``qbt_lib.data`` (``market.py``), picks the engine
 from one dispatch table through :func:`qbt_lib.device.dispatch`, runs it and wraps the
-arrays in a :class:`~.results.MarketSimResult`.
+arrays in a :class:`~.results.MarketSimResult`. With ``oos_days``/``forecast_next`` the same
+engine runs once more on the extended data of ``oos.py`` and the walk is added
+(``result.oos``, ``result.next_session``); ``user_strategies`` (``user.py``) are checked for
+look-ahead first and scored beside the built-ins on the CPU engines.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -23,18 +27,19 @@ from .. import paths
 from ..bench import compare_impls as time_impls
 from ..device import dispatch, gpu_available
 from ..parallel import effective_backend, pmap, resolve_n_jobs
-from . import fast, gpu, reference
+from . import fast, gpu, oos, reference, reference_research, user
 from .enums import STRATEGIES, STRATEGY_ID, TRADING_DAYS
 from .market import asset_classes, load_source, price_matrix
 from .models import ARBootstrap, EmpiricalBootstrap, Forecaster, symbol_key
-from .params import AUTO_GPU, WHY_CPU, Config, check_params
+from .params import AUTO_GPU, WHY_CPU, Config, bars_needed, check_params
 from .results import MarketSimResult, same_answers, summary_tables, write_results
 
 
 # --------------------------------------------------------------------------- engines
 def symbol_tasks(frames: Mapping[str, pd.DataFrame], cfg: Config, forecaster: Forecaster,
-                 classes: Mapping[str, str]) -> list[dict]:
-    """One task per symbol: its last ``cfg.bars_needed`` bars and its class's fee/annualiser."""
+                 classes: Mapping[str, str], own: Sequence = ()) -> list[dict]:
+    """One task per symbol: its last ``cfg.bars_needed`` bars and its class's fee/annualiser
+    (and the user strategies ``own``, scored after the built-ins)."""
     ids = np.array([STRATEGY_ID[s] for s in cfg.strategies], dtype=np.int64)
     need = cfg.bars_needed
     tasks = []
@@ -47,6 +52,8 @@ def symbol_tasks(frames: Mapping[str, pd.DataFrame], cfg: Config, forecaster: Fo
             num_samples=cfg.num_samples, strategy_ids=ids, fee=cfg.fees[cls],
             ann=float(np.sqrt(TRADING_DAYS[cls])), long_only=cls == "crypto",
             forecaster=forecaster))
+        if own:
+            tasks[-1]["user"] = tuple(own)
     return tasks
 
 
@@ -54,18 +61,40 @@ def _stack(results: list[dict]) -> dict:
     return {k: np.stack([r[k] for r in results]) for k in results[0]}
 
 
+def _user_inputs(out: dict, eval_days: int) -> tuple:
+    """Forecast, band width and actual returns of the traded days of every window."""
+    D = eval_days - 1
+    return (np.ascontiguousarray(out["point"][:, :D]),
+            np.ascontiguousarray(out["hi"][:, :D] - out["lo"][:, :D]),
+            np.ascontiguousarray(out["actual"][:, :D]))
+
+
 def _run_reference(frames, tasks, cfg, p) -> tuple[dict, dict]:
     """Per symbol, per simulation, per day in Python/pandas, sequentially."""
-    out = [reference.analyze_symbol(
-        df, symbol_key=t["symbol_key"], simulations=cfg.simulations, eval_days=cfg.eval_days,
-        context=cfg.context, num_samples=cfg.num_samples, strategies=list(cfg.strategies),
-        fee=t["fee"], ann=t["ann"], long_only=t["long_only"], forecaster=t["forecaster"])
-        for df, t in zip(frames.values(), tasks)]
+    out = []
+    for df, t in zip(frames.values(), tasks):
+        r = reference.analyze_symbol(
+            df, symbol_key=t["symbol_key"], simulations=cfg.simulations,
+            eval_days=cfg.eval_days, context=cfg.context, num_samples=cfg.num_samples,
+            strategies=list(cfg.strategies), fee=t["fee"], ann=t["ann"],
+            long_only=t["long_only"], forecaster=t["forecaster"])
+        if t.get("user"):
+            r = user.append(r, reference_research.user_windows(
+                t["user"], *_user_inputs(r, cfg.eval_days), t["fee"], t["ann"],
+                t["long_only"]))
+        out.append(r)
     return _stack(out), {"backend": "sequential", "n_jobs": 1}
 
 
 def _run_fast_task(task: dict) -> dict:
-    return fast.analyze_symbol(**task)
+    task = dict(task)
+    own = task.pop("user", ())
+    out = fast.analyze_symbol(**task)
+    if own:
+        out = user.append(out, user.evaluate_windows(
+            own, *_user_inputs(out, task["eval_days"]), task["fee"], task["ann"],
+            task["long_only"]))
+    return out
 
 
 def _run_numba(frames, tasks, cfg, p) -> tuple[dict, dict]:
@@ -91,18 +120,46 @@ def _run_cupy(frames, tasks, cfg, p) -> tuple[dict, dict]:
 #: the dispatch table: impl -> engine ``(frames, tasks, cfg, params) -> (arrays, timings)``
 ENGINES = {"reference": _run_reference, "numpy": _run_numpy, "numba": _run_numba,
            "cupy": _run_cupy}
-#: a plug-in forecaster: the batched array engines run the built-in AR model only
+#: a plug-in forecaster or own strategies: the batched array engines run the built-in AR
+#: model and the seven built-in strategies only
 PLUGIN_ENGINES = {k: ENGINES[k] for k in ("reference", "numba")}
+
+
+def _warm_up_cupy(forecaster: Forecaster, research: bool = False) -> float:
+    t = time.perf_counter()
+    gpu.warmup()
+    if research:  # the walk itself runs on the CPU
+        oos.warmup()
+    return time.perf_counter() - t
+
+
 #: what each engine compiles or loads before the timed analysis
-WARM_UPS = {"numba": lambda forecaster: warm_up(forecaster),
-            "cupy": lambda forecaster: gpu.warmup()}
+WARM_UPS = {"numba": lambda forecaster, research=False: warm_up(forecaster, research),
+            "cupy": _warm_up_cupy}
 
 
-def engines_for(forecaster: Forecaster) -> tuple[str, dict]:
-    """The dispatch table for a forecaster, with the name its errors use."""
-    if type(forecaster) is ARBootstrap:
-        return "marketsim", ENGINES
-    return f"marketsim with the plug-in forecaster {forecaster!r}", PLUGIN_ENGINES
+def engines_for(forecaster: Forecaster, own: Sequence = ()) -> tuple[str, dict]:
+    """The dispatch table for a forecaster (and own strategies), with the name its errors
+    use."""
+    if type(forecaster) is not ARBootstrap:
+        return f"marketsim with the plug-in forecaster {forecaster!r}", PLUGIN_ENGINES
+    if own:
+        return f"marketsim with own strategies {[u.name for u in own]}", PLUGIN_ENGINES
+    return "marketsim", ENGINES
+
+
+def _out_of_sample(frames, cfg: Config, p: dict, forecaster, classes, own, impl: str,
+                   engine) -> oos.OOSResult:
+    """The extended run (one placeholder bar, ``simulations + oos_days`` simulations) by the
+    same engine, then the walk of every symbol (``oos.py``)."""
+    days = p["oos_days"]
+    ext = oos.extended_frames(frames, cfg.context, cfg.simulations, cfg.eval_days, days)
+    cfg_ext = replace(cfg, simulations=cfg.simulations + days)
+    tasks = symbol_tasks(ext, cfg_ext, forecaster, classes, own)
+    arrays, _ = engine(ext, tasks, cfg_ext, p)
+    walk = reference_research.walk_symbol if impl == "reference" else oos.walk_symbol
+    return oos.assemble(frames, arrays, tasks, list(cfg.strategies) + [u.name for u in own],
+                        own, cfg.simulations, days, p["forecast_next"], walk)
 
 
 # --------------------------------------------------------------------------- run
@@ -124,37 +181,58 @@ def run(source: Any = "synthetic", symbols: Any = None, **params: Any) -> Market
     naming the parameter, or the symbol and row, on bad input.
     """
     p, cfg = check_params(source=source, symbols=symbols, **params)
-    forecaster = p["forecaster"]
+    forecaster, own = p["forecaster"], p["user_strategies"]
     if type(forecaster) is not ARBootstrap and p["device"] == "gpu":
         raise ValueError("device='gpu' runs the built-in AR forecaster only; "
                          f"{forecaster!r} runs on the CPU (device='cpu')")
-    name, table = engines_for(forecaster)
+    if own and p["device"] == "gpu":
+        raise ValueError("device='gpu' runs the built-in strategies only; user strategies "
+                         f"{[u.name for u in own]} run on the CPU (device='cpu')")
+    name, table = engines_for(forecaster, own)
     impl, dev, engine = dispatch(name, table, p["impl"], p["device"], auto_gpu=AUTO_GPU,
                                  why_cpu=WHY_CPU)
+    t_guard = time.perf_counter()
+    for u in own:  # before any data is read: a peeking strategy stops the run here
+        user.check_lookahead(u)
+    guard_s = time.perf_counter() - t_guard
+    extended = p["oos_days"] > 0 or p["forecast_next"]
     frames = load_source(p["source"], p["symbols"], start=p["start"], end=p["end"],
-                         tail=cfg.bars_needed, adjust=p["adjust"])
+                         tail=bars_needed(cfg.simulations, cfg.eval_days, cfg.context,
+                                          p["oos_days"] if extended else 0),
+                         adjust=p["adjust"])
     classes = asset_classes(frames, p["asset_classes"])
     if not frames:
         raise ValueError("symbols: the universe is empty")
     names = list(frames)
     timings: dict[str, Any] = {"impl": impl, "device": dev}
+    if own:
+        timings["guard_s"] = guard_s
     if p["warm_up"] and impl in WARM_UPS:
-        timings["warm_up_s"] = WARM_UPS[impl](forecaster)
+        timings["warm_up_s"] = WARM_UPS[impl](forecaster, extended or bool(own))
     t0 = time.perf_counter()  # the analysis: validation, per-symbol work, tables
-    tasks = symbol_tasks(frames, cfg, forecaster, classes)
+    tasks = symbol_tasks(frames, cfg, forecaster, classes, own)
     arrays, how = engine(frames, tasks, cfg, p)
     timings.update(how)
     crypto = np.array([t["long_only"] for t in tasks])
-    tables = summary_tables(names, arrays, list(cfg.strategies), crypto)
+    strategies = list(cfg.strategies) + [u.name for u in own]
+    tables = summary_tables(names, arrays, strategies, crypto)
     timings["analysis_s"] = time.perf_counter() - t0
+    walk = None
+    if extended:
+        t1 = time.perf_counter()
+        walk = _out_of_sample(frames, cfg, p, forecaster, classes, own, impl, engine)
+        timings["oos_s"] = time.perf_counter() - t1
     recorded = dict(symbols=names, simulations=cfg.simulations, eval_days=cfg.eval_days,
                     context=cfg.context, ar_order=cfg.ar_order, num_samples=cfg.num_samples,
-                    strategies=list(cfg.strategies), fees=cfg.fees, seed=cfg.seed,
-                    forecaster=repr(forecaster), impl=impl, device=dev)
+                    strategies=strategies, fees=cfg.fees, seed=cfg.seed,
+                    forecaster=repr(forecaster), impl=impl, device=dev,
+                    oos_days=p["oos_days"], forecast_next=p["forecast_next"],
+                    user_strategies=[repr(u) for u in own])
     if p["output_dir"] is not None:
         recorded["output_dir"] = str(p["output_dir"])
     res = MarketSimResult(*tables, arrays, recorded, timings,
-                          [frames[n].index[-cfg.bars_needed:] for n in names])
+                          [frames[n].index[-cfg.bars_needed:] for n in names], walk,
+                          None if walk is None else walk.next_session)
     if p["output_dir"] is not None:
         write_results(res, p["output_dir"])
     return res
@@ -165,11 +243,12 @@ analyze = run
 
 
 # --------------------------------------------------------------------------- warm-up
-def warm_up(forecaster: Forecaster | None = None) -> float:
+def warm_up(forecaster: Forecaster | None = None, research: bool = False) -> float:
     """Compile (cold cache) or load (warm cache) every Numba kernel before the timed loop,
-    by running each code path once on a tiny input with the dtypes of the real calls.
-    Returns the seconds it took. (The GPU engine's is ``gpu.warmup``; :func:`run` calls the
-    engine's own when ``warm_up=True``.)"""
+    by running each code path once on a tiny input with the dtypes of the real calls
+    (``research``: also the kernels of the out-of-sample walk and own strategies, which
+    :func:`run` asks for when an option needs them). Returns the seconds it took. (The GPU
+    engine's is ``gpu.warmup``; :func:`run` calls the engine's own when ``warm_up=True``.)"""
     t = time.perf_counter()
     rng = np.random.default_rng(0)
     plugin = forecaster if forecaster is not None and type(forecaster) is not ARBootstrap \
@@ -185,12 +264,14 @@ def warm_up(forecaster: Forecaster | None = None) -> float:
     fast.analyze_symbol(prices[:, -21:], forecaster=ARBootstrap(2), context=16, **kw)
     fast.analyze_symbol(prices, forecaster=plugin, context=context, **kw)
     ARBootstrap(2).sample(rng.normal(size=(2, 16)), np.arange(2, dtype=np.uint64), 8)
+    if research:
+        oos.warmup()
     return time.perf_counter() - t
 
 
-def warmup(forecaster: Forecaster | None = None) -> float:
+def warmup(forecaster: Forecaster | None = None, research: bool = False) -> float:
     """Deprecated name of :func:`warm_up`."""
-    return warm_up(forecaster)
+    return warm_up(forecaster, research)
 
 
 # --------------------------------------------------------------------------- timing

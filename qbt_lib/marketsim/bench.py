@@ -145,6 +145,29 @@ def gpu_case(bench, sims: int, quick: bool) -> dict | None:
         impl="cupy", size=n_gpu * sims, unit=UNIT, device="gpu", repeats=3, warmup=1)
 
 
+def research_cases(bench, frames: dict, sims: int, quick: bool, seq: dict,
+                   cpu_use: dict) -> None:
+    """What the research options (#15) add to the same analysis on one core: the
+    out-of-sample walk with tomorrow's signal, and two own strategies (guard included).
+    Recorded as cases and as seconds added (no ratio: the two sides do different work)."""
+    days = 20 if quick else 70
+    warm_up(research=True)
+    walk = bench.measure(f"numba sequential {len(frames)}x{sims} + oos walk {days} days + "
+                         f"next session", numba_call(frames, sims, "sequential", 1, cpu_use,
+                                                     oos_days=days, forecast_next=True),
+                         impl="numba", size=len(frames) * sims, unit=UNIT, repeats=3,
+                         warmup=1)
+    own = bench.measure(f"numba sequential {len(frames)}x{sims} + own strategies (njit, NumPy)",
+                        numba_call(frames, sims, "sequential", 1, cpu_use, user_strategies=[
+                            "qbt_lib.marketsim.examples:confident",
+                            "qbt_lib.marketsim.examples:follow_hits"]),
+                        impl="numba", size=len(frames) * sims, unit=UNIT, repeats=3, warmup=1)
+    bench.note("research_added_s", {
+        f"oos_days={days} + forecast_next": round(walk["seconds"] - seq["seconds"], 4),
+        "2 own strategies (guard included)": round(own["seconds"] - seq["seconds"], 4),
+        "the analysis alone": round(seq["seconds"], 4)})
+
+
 def ratios(bench, s: dict, ref: dict, cases: dict, dask: dict | None,
            gpu_run: dict | None) -> float:
     """The claimed speed-ups; the headline is one named case: numba on one core against the
@@ -225,6 +248,7 @@ def run(bench: Any) -> None:
     gpu_run = gpu_case(bench, s["sims"], s["quick"])
     if gpu_run is not None:
         cases["gpu (cupy)"] = gpu_run
+    research_cases(bench, frames, s["sims"], s["quick"], cases["sequential"], cpu_use)
     bench.note("cpu_per_wall", {k: round(sorted(v)[len(v) // 2], 2) for k, v in cpu_use.items()})
     bench.note("load_average_1min", os.getloadavg()[0])
     r_seq = ratios(bench, s, ref, cases, dask, gpu_run)

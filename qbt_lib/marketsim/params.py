@@ -23,6 +23,7 @@ from ..params import (AnyOf, Boolean, Check, Interval, Options, as_float, as_int
 from ..parallel import BACKENDS
 from .enums import DEFAULT_FEES, STRATEGIES
 from .models import ARBootstrap, Forecaster
+from .user import resolve as _user_strategies
 
 #: ``impl="auto"`` on a usable GPU: one batched CuPy pass measured 1.3x faster than the same
 #: machine's 16 CPU cores on an H200 (500 symbols x 70 simulations), so auto takes the GPU
@@ -58,6 +59,9 @@ DEFAULTS: dict[str, Any] = dict(
     gpu_chunk=None,       # symbols per GPU batch; None: all that a quarter of the free
                           # device memory holds (gpu.chunk_for)
     output_dir=None,      # if given, the tables and metrics.json are written there
+    oos_days=0,           # out-of-sample walk over the last N bars (0: off); oos.py
+    forecast_next=False,  # tomorrow's pick and order per symbol; oos.py
+    user_strategies=None,  # own strategies: functions or "module:function" paths; user.py
 )
 
 
@@ -118,6 +122,10 @@ CONSTRAINTS: dict[str, Any] = dict(
     progress=AnyOf(None, Boolean()),
     gpu_chunk=AnyOf(None, Interval(int, 1, None)),
     output_dir=None,
+    oos_days=Interval(int, 0, 100_000),
+    forecast_next=Boolean(),
+    user_strategies=Check(lambda n, v: _user_strategies(v),
+                          "a function, a 'module:function' path, a list or {name: function}"),
 )
 
 
@@ -180,7 +188,10 @@ def make_config(simulations=DEFAULTS["simulations"], eval_days=DEFAULTS["eval_da
 
 
 def bars_needed(simulations: Any = DEFAULTS["simulations"],
-                eval_days: Any = DEFAULTS["eval_days"], context: Any = DEFAULTS["context"]) -> int:
-    """Bars per symbol an analysis reads: its ``tail`` (``context + simulations + eval_days``)."""
-    return (as_int("context", context, min=1) + as_int("simulations", simulations, min=1)
-            + as_int("eval_days", eval_days, min=2))
+                eval_days: Any = DEFAULTS["eval_days"], context: Any = DEFAULTS["context"],
+                oos_days: Any = 0) -> int:
+    """Bars per symbol an analysis reads: its ``tail`` (``context + simulations + eval_days``,
+    or ``context + simulations + oos_days + eval_days - 1`` for a longer out-of-sample walk)."""
+    n = (as_int("context", context, min=1) + as_int("simulations", simulations, min=1)
+         + as_int("eval_days", eval_days, min=2))
+    return max(n, n + as_int("oos_days", oos_days, min=0) - 1)

@@ -43,6 +43,8 @@ class MarketSimResult(Result):
     params: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     dates: list = field(default_factory=list, repr=False)  # per symbol, its analysed bars
+    oos: Any = None            # oos.OOSResult: the out-of-sample walk (oos_days/forecast_next)
+    next_session: Any = None   # per symbol: tomorrow's pick and order (forecast_next=True)
 
     workload = "marketsim"
 
@@ -94,6 +96,23 @@ class MarketSimResult(Result):
         """symbol x strategy table of one metric (mean over simulations)."""
         return self.table.pivot(index="symbol", columns="strategy", values=metric)
 
+    def strategy_summary(self) -> pd.DataFrame:
+        """Per strategy (in-sample): metrics averaged over symbols and simulations, how many
+        symbols pick it, and ``never_traded``: it held no position in any symbol and
+        simulation of this run (its figures are those of staying flat)."""
+        t = self.table.groupby("strategy", observed=True, sort=False)
+        out = t[list(METRICS)].mean()
+        out["picked_by"] = self.picks["strategy"].value_counts().reindex(out.index) \
+            .fillna(0).astype(int)
+        out["never_traded"] = t["never_traded"].all()
+        return out
+
+    @property
+    def never_traded(self) -> list[str]:
+        """Strategies that held no position in any symbol and simulation of this run."""
+        s = self.strategy_summary()
+        return list(s.index[s["never_traded"]])
+
     # ------------------------------------------------------------------ the Result face
     @property
     def work(self) -> int:
@@ -142,8 +161,14 @@ class MarketSimResult(Result):
         with a :func:`~qbt_lib.marketsim.compare_impls` table (and ``startup_times``) the
         comparison and the seed's timing table too."""
         out = {"picks": {s: r["strategy"] for s, r in self.picks.iterrows()},
-               "ranking": list(self.ranking["symbol"]), "timings": self.timings,
-               "digest": self.digest(), "headline": self.headline_figures(timing)}
+               "ranking": list(self.ranking["symbol"]), "ranking_selection": "in-sample",
+               "timings": self.timings, "digest": self.digest(),
+               "headline": self.headline_figures(timing)}
+        if self.oos is not None and self.oos.days:
+            out["oos"] = self.oos.headline()
+        if self.next_session is not None:
+            out["next_session"] = {s: {"strategy": r["strategy"], "position": int(r["position"])}
+                                   for s, r in self.next_session.iterrows()}
         if timing is not None:
             out["compare_impls"] = timing.reset_index().to_dict(orient="records")
             out["timing_table"] = timing_table(startup, timing).reset_index().to_dict(
@@ -163,11 +188,17 @@ class MarketSimResult(Result):
                              **{**self.metrics(timing, startup), **extra})
 
     def save(self, output_dir: str | os.PathLike) -> dict[str, Path]:
-        """The tables as Parquet (``summary, picks, ranking, simulations, forecasts``),
-        each written under a temporary name and renamed when all are complete."""
+        """The tables as Parquet (``summary, picks, ranking, simulations, forecasts``, and
+        ``oos_daily, oos_metrics, next_session`` when the run has them), each written under
+        a temporary name and renamed when all are complete."""
         frames = {"summary": self.table, "picks": self.picks.reset_index(),
                   "ranking": self.ranking, "simulations": self.simulations,
                   "forecasts": self.forecasts}
+        if self.oos is not None and self.oos.days:
+            frames["oos_daily"] = self.oos.daily
+            frames["oos_metrics"] = self.oos.metrics.reset_index()
+        if self.next_session is not None:
+            frames["next_session"] = self.next_session.reset_index()
         written = write_parquet_tables(paths.resolve_output_dir(output_dir),
                                        {f"{k}.parquet": v for k, v in frames.items()})
         return {name: written[f"{name}.parquet"] for name in frames}
@@ -182,7 +213,8 @@ def _cat(codes: np.ndarray, categories: Sequence[str]) -> pd.Categorical:
 
 def summary_tables(names: list[str], arrays: dict, strategies: list[str],
                    crypto: np.ndarray) -> tuple:
-    """symbol x strategy means, the picks and the ranking."""
+    """symbol x strategy means, the picks and the ranking; ``never_traded``: the strategy
+    held no position for the symbol in any simulation (the table; the ranking for its pick)."""
     S, K = len(names), len(strategies)
     mean = arrays["metrics"].mean(axis=1)  # (S, K, 5), summed in simulation order everywhere
     sym_k = np.repeat(np.arange(S), K)
@@ -190,10 +222,12 @@ def summary_tables(names: list[str], arrays: dict, strategies: list[str],
                           "strategy": _cat(np.tile(np.arange(K), S), strategies),
                           **{m: mean[:, :, i].ravel() for i, m in enumerate(METRICS)},
                           "crypto": crypto[sym_k]})
+    idle = ~(arrays["pos"] != 0).any(axis=(1, 3))  # (S, K): never held a position
+    table["never_traded"] = idle.ravel()
     best = np.argmax(mean[:, :, 0], axis=1)  # first max: ties go to the earlier strategy
     picks = pd.DataFrame({"symbol": names, "strategy": [strategies[b] for b in best],
                           **{m: mean[np.arange(S), best, i] for i, m in enumerate(METRICS)},
-                          "crypto": crypto})
+                          "crypto": crypto, "never_traded": idle[np.arange(S), best]})
     order = np.lexsort((np.array(names, dtype=str), -picks["sharpe"].to_numpy(),
                         -picks["total_return"].to_numpy()))
     ranking = picks.iloc[order].reset_index(drop=True)

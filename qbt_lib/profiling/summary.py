@@ -2,13 +2,11 @@
 and the README show), and the profiling notebook's own ``metrics.json`` headline."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Iterable
 
 from ..fmt import human, times
 from .sweep import WorkloadResult
-from .tables import gpu_table
 
 
 def summarize(doc: dict | None, gdocs: Iterable[dict] = ()) -> dict[str, str]:
@@ -34,22 +32,16 @@ def summarize(doc: dict | None, gdocs: Iterable[dict] = ()) -> dict[str, str]:
 
 def gpu_figure(gdocs: Iterable[dict]) -> tuple[str, dict | None]:
     """A workload's GPU figure from its GPU runs' JSONs, and the JSON it comes from (the
-    caller names it): the headline a GPU run states itself (``headline["gpu"]``; the newest
-    run's), else the fastest GPU case against the best CPU case of the same machine;
-    ``("-", None)`` without one."""
+    caller names it): the headline a GPU run states itself (``headline["gpu"]``: one named
+    case; the newest run's); ``("-", None)`` without one -- never the fastest GPU case
+    against the best CPU case, which would be a maximum over different work."""
     gdocs = list(gdocs)
     stated = [d for d in gdocs if isinstance((d.get("headline") or {}).get("gpu"), str)
               and d["headline"]["gpu"].strip()]
     if stated:
         d = max(stated, key=lambda d: str(d.get("created", "")))
         return d["headline"]["gpu"].strip(), d
-    g = gpu_table(gdocs)
-    if g.empty:
-        return "-", None
-    b = g.loc[g["gpu throughput"].idxmax()]
-    ratio = "" if not math.isfinite(b["gpu / cpu"]) else f", {times(b['gpu / cpu'])} its CPU"
-    d = next(d for d in gdocs if Path(d["_path"]).name == b["json"])
-    return f"{human(b['gpu throughput'])} {b['unit']}/s on {b['gpu']}{ratio}", d
+    return "-", None
 
 
 def headline_ratio(doc: dict | None) -> dict | None:

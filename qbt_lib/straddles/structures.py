@@ -4,18 +4,21 @@ A backtest whose :class:`~qbt_lib.straddles.spec.Spec` is not the seed's (a stra
 single call or put, a spread, hedge costs, an exit before expiry) runs here; the seed's
 straddle keeps its own kernels (``core``, ``nb``, ``gpu``) and rows, unchanged.
 
-Rows (``X_ROW_COLUMNS``): the seed's columns plus ``K_call``, ``K_put`` (the legs' strikes;
+Rows (``layout.X_ROW_COLUMNS``): the seed's columns plus ``K_call``, ``K_put`` (the legs' strikes;
 ``K`` stays the entry price, the at-the-money strike), ``cost`` (the spread paid that day)
 and ``hedge_cost`` (the hedge trades' cost that day); ``pnl`` and ``hedge_pnl`` are net of
 them. A straddle closed early has rows up to its exit day only (``action`` "exit" on it), so
-rows per straddle vary; the summary (``X_SUMMARY_COLUMNS``) adds the strikes, the costs, the
+rows per straddle vary; the summary (``layout.X_SUMMARY_COLUMNS``) adds the strikes, the costs, the
 exit day and the exit reason (``expiry``/``days``/``profit``/``loss``).
 
 Implementations: ``reference`` (``structures_ref.py``, one straddle at a time, ``math``),
 ``numpy`` (all straddles of a chunk at once, one loop over the days for the P&L and the exit
 rule), ``numba`` (``structures_nb.py``). They agree within ``core.RTOL`` (the seed's
 agreement: their exp/normal tails differ in the last bits); each is bitwise identical for
-any ``chunk_size``, ``n_jobs`` and backend. ``impl="cupy"`` runs the NumPy code on the CPU
+any ``chunk_size``, ``n_jobs`` and backend. (A profit/loss mark within rounding of its
+threshold could close a straddle a day apart between two implementations; the marks agree
+to ~1e-15 of the premium, so it needs a mark equal to the threshold to ~15 digits.)
+``impl="cupy"`` runs the NumPy code on the CPU
 when no GPU is used (``device="auto"`` without one, or ``device="cpu"``); on a GPU these
 options are refused with an error (the CUDA kernels value the seed's straddle only).
 """
@@ -316,7 +319,7 @@ def run(store: data.PriceStore, schedule: Schedule, spec: Spec, *, rate: float, 
     bounds = parallel.chunk_bounds(len(schedule), chunk_size)
     kw = dict(backend=backend, n_jobs=n_jobs, scheduler=scheduler, progress=progress,
               desc="straddles", unit="chunk", shared=(store,))
-    mode = output if output != "parquet" else "parquet"
+    mode = output                   # "table" | "summary" | "parquet"
 
     def tasks(tmpdir=None):
         return [XJob(schedule.take(lo, hi), c, impl, rate, side, hedge, spec, mode, layout,

@@ -11,13 +11,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+from statistics import NormalDist
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from qbt_lib import straddles as st
-from qbt_lib.straddles import chunks, core, market, reference
+from qbt_lib.straddles import chunks, core, market, reference, structures
+from qbt_lib.straddles import portfolio as book_mod
+from qbt_lib.straddles import spec as spec_mod
 from qbt_lib.straddles.core import RTOL
 
 
@@ -658,4 +663,463 @@ def test_bench_is_small_named_functions():
                                   "summary_only_straddle_days_per_s",
                                   "rows_kept_vs_summary_only",
                                   "rows_kept_parallel_efficiency",
-                                  "parquet_streamed_vs_raw_write"}
+                                  "parquet_streamed_vs_raw_write",
+                                  "parquet_normalized_straddle_days_per_s"}   # issue #16
+
+
+# ================================================================== issue #16: structures,
+# costs, exits, the book, the normalized dataset
+N = NormalDist().cdf
+CPU_IMPLS = ("reference", "numpy", "numba")
+SPECS = [dict(structure="call"), dict(structure="put"),
+         dict(structure="strangle"),                                  # 25-delta wings
+         dict(structure="strangle", wing="moneyness:5%", spread="vol:1.5"),
+         dict(structure="call", wing="delta:0.3", hedge_cost_bps=5, exit="days:12"),
+         dict(spread="premium:0.04", hedge_cost_bps=2, exit="profit:0.3,loss:0.5"),
+         dict(structure="put", wing="moneyness:0.03", spread="vol:1", exit="loss:0.4")]
+
+
+def _black(S, K, vol, tau, rate=0.0):
+    """Black-76 call and put, written out (the hand calculation)."""
+    if tau == 0:
+        return max(S - K, 0.0), max(K - S, 0.0)
+    D, sq = math.exp(-rate * tau), vol * math.sqrt(tau)
+    d1 = (math.log(S / K) + 0.5 * sq * sq) / sq
+    d2 = d1 - sq
+    return D * (S * N(d1) - K * N(d2)), D * (K * N(-d2) - S * N(-d1))
+
+
+def test_spec_parsing_and_errors_name_the_parameter():
+    p = spec_mod.parse
+    assert p().is_seed and p(spread=0, hedge_cost_bps=0.0, exit="expiry").is_seed
+    s = p("strangle")
+    assert (s.wing_kind, s.wing) == ("delta", 0.25) and not s.is_seed
+    assert p("strangle", "delta:25").wing == 0.25 == p("strangle", "delta:25%").wing
+    assert p("strangle", "moneyness:5%").wing == 0.05 == p("strangle", "moneyness:0.05").wing
+    assert p("call").wing_kind == "atm" and p("put", "delta:0.1").wing == 0.1
+    assert (p(spread="vol:1.5").spread_kind, p(spread=1.5).spread) == ("vol", 0.015)
+    assert p(spread="premium:4%").spread == 0.04 == p(spread="premium:0.04").spread
+    e = p(exit="days:20.0,profit:0.5,loss:1")                     # papermill-style floats
+    assert (e.exit_days, e.exit_profit, e.exit_loss) == (20, 0.5, 1.0)
+    assert p(exit=e.exit_text) == e and spec_mod.parse(**e.params()) == e
+    assert spec_mod.Spec.from_json(e.to_json()) == e
+    bad = [(dict(structure="butterfly"), "structure must be one of"),
+           (dict(wing="delta:0.25"), "a straddle is struck at the money"),
+           (dict(structure="strangle", wing="atm:1"), "wing must be"),
+           (dict(structure="strangle", wing="delta:0.7"), r"wing delta must be in \(0, 0.5\]"),
+           (dict(structure="call", wing="moneyness:1.5"), r"moneyness must be in \[0, 1\)"),
+           (dict(spread="bid:1"), "spread must be"), (dict(spread=-1), "spread must be >= 0"),
+           (dict(spread="premium:2"), "fraction of the premium"),
+           (dict(hedge_cost_bps=-1), "hedge_cost_bps must be >= 0"),
+           (dict(hedge_cost_bps="x"), "hedge_cost_bps must be a number"),
+           (dict(exit="stop:1"), "exit must be 'expiry'"), (dict(exit="days:0"), "days must be >= 1"),
+           (dict(exit="days:2.5"), "exit days must be an integer"),
+           (dict(exit="profit:0"), "exit profit must be > 0"),
+           (dict(exit="loss:1,loss:2"), "loss is given twice")]
+    for kw, match in bad:
+        with pytest.raises(ValueError, match=match):
+            p(**kw)
+
+
+@pytest.mark.parametrize("impl", CPU_IMPLS)
+def test_strangle_by_moneyness_hand_computed(impl):
+    """+-5% wings around 100: a 105 call and a 95 put, Black-76 written out by hand."""
+    price = np.full(64, 100.0)
+    price[-1] = 108.0
+    rows = st.value_path(price, np.full(64, 0.2), rate=0.0, impl=impl, structure="strangle",
+                         wing="moneyness:5%")
+    assert (rows["K_call"] == 105.0).all() and (rows["K_put"] == 95.0).all()
+    assert (rows["K"] == 100.0).all()
+    for k in (0, 30, 62):
+        c, p = _black(100.0, 105.0, 0.2, (63 - k) / 252), _black(100.0, 95.0, 0.2, (63 - k) / 252)
+        assert rows["call"][k] == pytest.approx(c[0], rel=1e-13)
+        assert rows["put"][k] == pytest.approx(p[1], rel=1e-13)
+        assert rows["value"][k] == rows["call"][k] + rows["put"][k]
+    assert rows["value"].iloc[-1] == 3.0 and rows["delta"].iloc[-1] == 1.0  # 108 - 105
+
+
+@pytest.mark.parametrize("impl", CPU_IMPLS)
+@pytest.mark.parametrize("rate", [0.0, 0.05])
+def test_delta_wings_are_solved_on_the_entry_day(impl, rate):
+    """A 25-delta call reads delta +0.25 on its entry row, the put -0.25, the strangle 0;
+    the strikes are the closed form of Black-76's delta."""
+    price, vol = np.linspace(100.0, 90.0, 64), np.full(64, 0.3)
+    tau0 = 63 / 252
+    D, sq = math.exp(-rate * tau0), 0.3 * math.sqrt(tau0)
+    z = NormalDist().inv_cdf(0.25 / D)
+    call = st.value_path(price, vol, rate=rate, impl=impl, structure="call", wing="delta:25")
+    put = st.value_path(price, vol, rate=rate, impl=impl, structure="put", wing="delta:0.25")
+    both = st.value_path(price, vol, rate=rate, impl=impl, structure="strangle")
+    assert call["delta"][0] == pytest.approx(0.25, abs=1e-14)
+    assert put["delta"][0] == pytest.approx(-0.25, abs=1e-14)
+    assert both["delta"][0] == pytest.approx(0.0, abs=1e-14)
+    assert call["K_call"][0] == pytest.approx(100 * math.exp(0.5 * sq * sq - z * sq), rel=1e-15)
+    assert put["K_put"][0] == pytest.approx(100 * math.exp(0.5 * sq * sq + z * sq), rel=1e-15)
+    assert (both["K_call"] > 100).all() and (both["K_put"] < 100).all()
+    for c in ("call", "value", "delta", "gamma", "vega", "theta"):  # the legs add up
+        np.testing.assert_allclose(both[c], (call[c] + put[c]) if c != "call" else call[c],
+                                   rtol=1e-13, atol=1e-15)
+    assert (call["put"] == 0).all() and (put["call"] == 0).all()
+    assert (call["K_put"] == call["K_call"]).all()      # one leg: its strike in both columns
+
+
+@pytest.mark.parametrize("impl", CPU_IMPLS)
+def test_call_and_put_legs_add_up_to_the_straddle(impl):
+    rng = np.random.default_rng(5)
+    price = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 41)))
+    price[0] = 100.0
+    vol = rng.uniform(0.15, 0.3, 41)
+    kw = dict(rate=0.03, impl=impl)
+    strad = st.value_path(price, vol, **kw)
+    call = st.value_path(price, vol, structure="call", **kw)
+    put = st.value_path(price, vol, structure="put", **kw)
+    for c in ("value", "delta", "gamma", "vega", "theta", "pnl", "hedge_pnl", "cum_pnl"):
+        np.testing.assert_allclose(call[c] + put[c], strad[c], rtol=1e-12, atol=1e-13, err_msg=c)
+    np.testing.assert_array_equal(call["call"], call["value"])
+    disc = np.exp(-0.03 * call["tau"].to_numpy())   # put-call parity leg by leg
+    np.testing.assert_allclose(call["value"] - put["value"], disc * (price - 100.0), atol=1e-12)
+
+
+@pytest.mark.parametrize("impl", CPU_IMPLS)
+def test_strangle_greeks_match_finite_differences(impl):
+    def row(S=103.0, vol=0.25):
+        price = np.full(41, S)
+        price[0] = 100.0
+        return st.value_path(price, np.full(41, vol), rate=0.05, impl=impl,
+                             structure="strangle", wing="moneyness:0.04").iloc[1]
+    # the strikes are fixed by day 0 (100, vol 0.25); day 1's S and vol move
+    r, h = row(), 1e-3
+    assert (row(S=103 + h)["value"] - row(S=103 - h)["value"]) / (2 * h) == \
+        pytest.approx(r["delta"], rel=1e-6)
+    assert (row(S=103 + 0.01)["value"] - 2 * r["value"] + row(S=103 - 0.01)["value"]) / 1e-4 == \
+        pytest.approx(r["gamma"], rel=1e-5)
+    hv = 1e-4
+    assert (row(vol=0.25 + hv)["value"] - row(vol=0.25 - hv)["value"]) / (2 * hv) == \
+        pytest.approx(r["vega"], rel=1e-7)
+
+
+def test_seed_options_through_the_general_reference_are_the_seed_bit_for_bit(small_market):
+    """The general valuation with the seed's straddle (held to expiry via a days:N beyond
+    the tenor) gives the seed reference's numbers exactly: phi_c + phi_p is 2 phi."""
+    store, assets = small_market
+    sched = st.build_schedule(store, assets[:2], 2002, 2002, per_month=3, tenor=30)
+    seed = st.backtest(store, sched, impl="reference", rate=0.02, side="short").frame()
+    gen = st.backtest(store, sched, impl="reference", rate=0.02, side="short",
+                      exit="days:31").frame()
+    for c in seed.columns:
+        pd.testing.assert_series_equal(gen[c], seed[c], check_exact=True)
+    assert (gen["cost"] == 0).all() and (gen["K_call"] == gen["K"]).all()
+
+
+@pytest.mark.parametrize("impl", CPU_IMPLS)
+def test_spread_costs_hand_computed(impl):
+    """Constant market: long ATM straddle, a 2-vol-point spread: half of it (1 point x vega)
+    at entry; closed on day 10 it pays again at day 10's vega; held to expiry it does not."""
+    price, vol = np.full(64, 100.0), np.full(64, 0.2)
+    held = st.value_path(price, vol, impl=impl, exit="days:100")          # no costs
+    rows = st.value_path(price, vol, impl=impl, spread="vol:2")
+    assert rows["cost"][0] == 0.01 * held["vega"][0] and (rows["cost"][1:] == 0).all()
+    assert rows["pnl"][0] == -rows["cost"][0]
+    assert rows["cum_pnl"].iloc[-1] == pytest.approx(
+        held["cum_pnl"].iloc[-1] - 0.01 * held["vega"][0], rel=1e-12)
+    early = st.value_path(price, vol, impl=impl, spread="vol:2", exit="days:10", hedge=False)
+    assert len(early) == 11 and early["action"].tolist() == ["entry"] + ["hold"] * 9 + ["exit"]
+    assert early["cost"][10] == 0.01 * held["vega"][10]
+    want = held["value"][10] - held["value"][0] - 0.01 * (held["vega"][0] + held["vega"][10])
+    assert early["cum_pnl"].iloc[-1] == pytest.approx(want, rel=1e-12)
+    prem = st.value_path(price, vol, impl=impl, spread="premium:0.04", exit="days:10")
+    assert prem["cost"][0] == 0.02 * held["value"][0]
+    assert prem["cost"][10] == 0.02 * held["value"][10]
+    short = st.value_path(price, vol, impl=impl, side="short", spread="vol:2", exit="days:10")
+    assert (short["cost"] == early["cost"]).all()                 # a cost whatever the side
+    assert short["pnl"][0] == early["pnl"][0]
+
+
+@pytest.mark.parametrize("impl", CPU_IMPLS)
+def test_hedge_costs_hand_computed(impl):
+    """10 bp per hedge trade: on the entry close |delta_0| units, then |delta_k -
+    delta_{k-1}| each close, and |delta_{e-1}| unwound at the exit close; the plain P&L
+    pays none of it."""
+    price = np.array([100.0, 102.0, 99.0, 101.0, 103.0])
+    vol = np.array([0.2, 0.22, 0.21, 0.2, 0.2])
+    held = st.value_path(price, vol, impl=impl, exit="days:100")
+    rows = st.value_path(price, vol, impl=impl, hedge_cost_bps=10)
+    d, c = held["delta"].to_numpy(), 1e-3
+    want = c * price * np.abs(np.r_[d[0], d[1:4] - d[0:3], d[3]])
+    np.testing.assert_allclose(rows["hedge_cost"], want, rtol=1e-15)
+    np.testing.assert_array_equal(rows["pnl"], held["pnl"])
+    np.testing.assert_allclose(rows["hedge_pnl"], held["hedge_pnl"] - want, rtol=1e-14,
+                               atol=1e-15)
+    early = st.value_path(price, vol, impl=impl, hedge_cost_bps=10, exit="days:2")
+    assert early["hedge_cost"].tolist() == pytest.approx(
+        [c * 100 * abs(d[0]), c * 102 * abs(d[1] - d[0]), c * 99 * abs(d[1])], rel=1e-15)
+
+
+def _first(cond) -> int:
+    return int(np.flatnonzero(cond)[0])
+
+
+@pytest.mark.parametrize("impl", CPU_IMPLS)
+def test_profit_and_loss_exits_on_daily_marks(impl):
+    rng = np.random.default_rng(11)
+    price = 100 * np.exp(np.cumsum(rng.normal(0, 0.03, 64)))
+    price[0] = 100.0
+    vol = np.full(64, 0.25)
+    held = st.value_path(price, vol, impl=impl, hedge=False, exit="days:100")  # to expiry
+    mark = held["cum_pnl"].to_numpy()
+    prem = held["value"][0]
+    for x in (0.2, 0.5):                # take profit: the first close at +X premium
+        e = _first(mark[1:] >= x * prem) + 1
+        rows = st.value_path(price, vol, impl=impl, hedge=False, exit=f"profit:{x}")
+        assert len(rows) == e + 1 and rows["action"].iloc[-1] == "exit"
+        same = held.columns.intersection(rows.columns).drop("action")
+        core.compare_rows(rows[same], held.iloc[:e + 1][same])   # bit for bit up to the exit
+    # a short straddle takes 50% of the premium in a calm market (theta)
+    calm = np.full(64, 100.0)
+    held_s = st.value_path(calm, vol, impl=impl, side="short", hedge=False)
+    e = _first(held_s["cum_pnl"].to_numpy() >= 0.5 * held_s["value"][0])
+    rows = st.value_path(calm, vol, impl=impl, side="short", hedge=False, exit="profit:0.5")
+    assert len(rows) == e + 1 and rows["cum_pnl"].iloc[-1] >= 0.5 * rows["value"][0]
+    assert rows["cum_pnl"].iloc[-2] < 0.5 * rows["value"][0]
+    # stop loss of a long straddle when implied vol collapses
+    crush = np.linspace(0.4, 0.1, 64)
+    held_l = st.value_path(calm, crush, impl=impl, hedge=False)
+    e = _first(held_l["cum_pnl"].to_numpy() <= -0.3 * held_l["value"][0])
+    rows = st.value_path(calm, crush, impl=impl, hedge=False, exit="loss:0.3,days:60")
+    assert len(rows) == e + 1
+
+
+def test_exits_do_not_look_ahead(small_market):
+    """Changing every price after a straddle's exit close changes nothing up to it."""
+    rng = np.random.default_rng(3)
+    price = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, 64)))
+    price[0] = 100.0
+    vol = np.full(64, 0.3)
+    for opts in (dict(exit="profit:0.2,loss:0.2", hedge=False),
+                 dict(exit="profit:0.03,loss:0.03"), dict(exit="days:9", spread="vol:1")):
+        for impl in CPU_IMPLS:
+            a = st.value_path(price, vol, impl=impl, hedge_cost_bps=3, **opts)
+            e = len(a) - 1
+            assert e < 63
+            p2 = price.copy()
+            p2[e + 1:] *= 1.5
+            b = st.value_path(p2, vol, impl=impl, hedge_cost_bps=3, **opts)
+            pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+@pytest.mark.parametrize("opts", SPECS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_structures_implementations_match_the_reference(small_market, opts):
+    store, assets = small_market
+    sched = st.build_schedule(store, assets, 2001, 2003, per_month=3, tenor=40)
+    kw = dict(rate=0.02, side="short", hedge=True, **opts)
+    ref = st.backtest(store, sched, impl="reference", **kw)
+    for impl in ("numpy", "numba"):
+        got = st.backtest(store, sched, impl=impl, chunk_size=37, **kw)
+        core.compare_rows(got.rows, ref.rows, rtol=RTOL)
+        core.compare_rows(got.summary, ref.summary, rtol=RTOL)
+        assert got.n_rows == ref.rows.num_rows
+    cpu = st.backtest(store, sched, impl="cupy", device="cpu", **kw)
+    assert cpu.rows.equals(st.backtest(store, sched, impl="numpy", **kw).rows)
+    summ = ref.summary
+    assert (summ["hedged_pnl"] == summ["pnl"] + summ["hedge_pnl"]).all()
+    np.testing.assert_allclose(summ["exit_value"], ref.frame().groupby(
+        "straddle_id")["value"].last().to_numpy(), rtol=0)
+
+
+def test_new_options_identical_for_any_n_jobs_backend_and_chunk(small_market, dask_address,
+                                                                 tmp_path):
+    store, assets = small_market
+    sched = st.build_schedule(store, assets, 2001, 2003, per_month=4, tenor=30)
+    for opts in (SPECS[3], SPECS[5]):         # every backend, output and layout
+        for impl in ("numba", "numpy"):
+            base = st.backtest(store, sched, impl=impl, chunk_size=10_000, **opts)
+            book = base.portfolio()
+            for backend, n_jobs, chunk in (("sequential", 1, 7), ("threads", 2, 50),
+                                           ("loky", 2, 100), ("dask", 2, 64)):
+                if impl == "numpy" and backend in ("loky", "dask"):
+                    continue
+                kw = dict(impl=impl, backend=backend, n_jobs=n_jobs, chunk_size=chunk,
+                          scheduler=dask_address, progress=False, **opts)
+                got = st.backtest(store, sched, **kw)
+                assert got.rows.equals(base.rows), (opts, impl, backend)
+                assert got.summary.equals(base.summary)
+                pd.testing.assert_frame_equal(got.portfolio("notional"),
+                                              base.portfolio("notional"), check_exact=True)
+                summ = st.backtest(store, sched, output="summary", **kw)
+                assert summ.rows is None and summ.summary.equals(base.summary)
+                for layout in ("rows", "normalized"):
+                    ds = st.backtest(store, sched, output="parquet", layout=layout,
+                                     path=tmp_path / "ds", **kw)
+                    assert ds.dataset().read().equals(base.rows)
+                    pd.testing.assert_frame_equal(ds.portfolio(), book, check_exact=True)
+    for opts in SPECS[:3] + [SPECS[4], SPECS[6]]:   # every other option: chunks and threads
+        for impl in ("numba", "numpy"):
+            base = st.backtest(store, sched, impl=impl, chunk_size=10_000, **opts)
+            for n_jobs, chunk in ((1, 7), (2, 45)):
+                got = st.backtest(store, sched, impl=impl, n_jobs=n_jobs, chunk_size=chunk,
+                                  **opts)
+                assert got.rows.equals(base.rows) and got.summary.equals(base.summary), opts
+                pd.testing.assert_frame_equal(got.portfolio(), base.portfolio(),
+                                              check_exact=True)
+
+
+@pytest.mark.parametrize("impl", ["numba", "numpy"])
+@pytest.mark.parametrize("opts", [{}, SPECS[3], SPECS[5], SPECS[6]], ids=["seed", "strangle",
+                                                                          "exits", "put-loss"])
+def test_normalized_dataset_reads_back_todays_rows(small_market, tmp_path, impl, opts):
+    store, assets = small_market
+    sched = st.build_schedule(store, assets, 2001, 2003, per_month=4, tenor=30)
+    mem = st.backtest(store, sched, impl=impl, rate=0.01, side="short", **opts)
+    out = tmp_path / "ds"
+    bt = st.backtest(store, sched, impl=impl, rate=0.01, side="short", output="parquet",
+                     path=out, layout="normalized", chunk_size=50, n_jobs=2,
+                     backend="loky" if impl == "numba" else "threads", **opts)
+    assert sorted(p.name for p in out.iterdir()) == ["days", "market", "meta.json", "summary"]
+    ds = st.open_dataset(out)
+    assert ds.read().equals(mem.rows)                        # bit for bit, every column
+    assert bt.frame().equals(mem.frame()) and bt.summary.equals(mem.summary)
+    assert len(list((out / "days").glob("*.parquet"))) == -(-len(sched) // 50)
+    assert pa.concat_tables(list(ds.iter_parts())).equals(mem.rows)
+    for s in (0, 77, len(sched) - 1):
+        sid = int(sched.straddle_id[s])
+        pd.testing.assert_frame_equal(bt.straddle(sid), mem.straddle(sid))
+    days = pq.read_table(out / "days")
+    assert days.column_names == list(st.dataset.day_columns(st.parse_spec(**opts)))
+    row_bytes = sum(f.stat().st_size for f in (out / "days").iterdir()) / mem.n_rows
+    assert row_bytes < 8 * len(days.column_names) + 3     # plain float64, no per-row ids
+    with pytest.raises(ValueError, match="was not valued"):
+        bt.straddle(10**9)
+
+
+def test_failed_normalized_stream_leaves_no_partial_dataset(small_market, tmp_path,
+                                                            monkeypatch):
+    store, assets = small_market
+    sched = st.build_schedule(store, assets[:1], 2001, 2001, per_month=4, tenor=30)
+    out = tmp_path / "ds"
+    for opts, target, name in (({}, chunks, "value_chunk"),
+                               (dict(exit="days:5"), structures, "value_chunk")):
+        st.backtest(store, sched, output="parquet", path=out, chunk_size=10,
+                    layout="normalized", **opts)
+        before = sorted(p.name for p in (out / "days").iterdir())
+        real = getattr(target, name)
+        calls = {"n": 0}
+
+        def flaky(*a, **k):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise RuntimeError("disk full")
+            return real(*a, **k)
+
+        monkeypatch.setattr(target, name, flaky)
+        with pytest.raises(RuntimeError, match="disk full"):
+            st.backtest(store, sched, output="parquet", path=out, chunk_size=10,
+                        backend="sequential", layout="normalized", **opts)
+        monkeypatch.setattr(target, name, real)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+        assert sorted(p.name for p in (out / "days").iterdir()) == before
+
+
+def test_book_nets_overlapping_positions_by_date(small_market):
+    """The book, written out: per date the sum over open positions of the day's net P&L
+    over each one's premium (or entry price)."""
+    store, assets = small_market
+    sched = st.build_schedule(store, assets[:2], 2002, 2002, per_month=3, tenor=25)
+    bt = st.backtest(store, sched, spread="vol:1", hedge_cost_bps=5, exit="profit:0.5")
+    df, summ = bt.frame(), bt.summary
+    for normalize, size in (("premium", "entry_value"), ("notional", "K")):
+        per = df.merge(summ[["straddle_id", size]].rename(columns={size: "size"}),
+                       on="straddle_id")
+        per["x"] = (per["pnl"] + per["hedge_pnl"]) / per["size"]
+        want = per.groupby("date")["x"].sum()
+        book = bt.portfolio(normalize)
+        np.testing.assert_allclose(book["pnl"], want.reindex(book.index, fill_value=0.0),
+                                   rtol=1e-12, atol=1e-15)
+        assert (book["open"] == per.groupby("date").size().reindex(book.index,
+                                                                    fill_value=0)).all()
+        total = (summ["hedged_pnl"] / summ[size]).sum()
+        assert book["equity"].iloc[-1] == pytest.approx(total, rel=1e-10)
+        peak = np.maximum.accumulate(np.maximum(book["equity"].to_numpy(), 0))
+        np.testing.assert_array_equal(book["drawdown"], book["equity"] - peak)
+    plain = st.backtest(store, sched, hedge=False).portfolio()
+    assert plain["equity"].iloc[-1] == pytest.approx(
+        st.backtest(store, sched, hedge=False).summary["return"].sum(), rel=1e-10)
+    with pytest.raises(ValueError, match="normalize must be one of"):
+        bt.portfolio("gross")
+    with pytest.raises(ValueError, match="needs the rows"):
+        st.backtest(store, sched, output="summary").portfolio()
+
+
+def test_per_year_table_hand_computed():
+    idx = pd.to_datetime(["2020-12-30", "2020-12-31", "2021-01-04", "2021-01-05",
+                          "2021-01-06"])
+    book = pd.DataFrame({"pnl": [1.0, -3.0, 2.0, -1.0, -1.0], "open": [1, 2, 2, 3, 1]},
+                        index=idx)
+    t = book_mod.per_year(book)
+    assert list(t.index) == ["2020", "2021", "all"]
+    assert t.loc["2020", "pnl"] == -2.0 and t.loc["2021", "pnl"] == 0.0
+    assert t.loc["2020", "max_drawdown"] == -3.0          # peak 1, low -2
+    assert t.loc["2021", "max_drawdown"] == -2.0          # peak 2, low 0
+    assert t.loc["all", "max_drawdown"] == -3.0 and t.loc["all", "worst_day"] == -3.0
+    sd = np.std([2.0, -1.0, -1.0], ddof=1)
+    assert t.loc["2021", "ann_vol"] == pytest.approx(sd * math.sqrt(252))
+    assert t.loc["2021", "sharpe"] == 0.0 and t.loc["2021", "mean_open"] == 2.0
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(structure="condor"), "structure must be one of"),
+    (dict(wing="moneyness:0.1"), "a straddle is struck at the money"),
+    (dict(structure="strangle", wing=0.25), "wing must be None"),
+    (dict(spread="vol:-1"), r"spread='vol:-1': the width in vol points must be in \[0, 100\]"),
+    (dict(hedge_cost_bps=-2), "hedge_cost_bps must be >= 0"),
+    (dict(exit="days:x"), "exit days must be an integer"), (dict(exit=5), "exit must be"),
+    (dict(layout="columns"), "layout must be one of"),
+    (dict(impl="numba", structure="call", device="gpu"), "device='gpu' needs impl='cupy'"),
+])
+def test_bad_structure_parameters(small_market, kw, match):
+    store, assets = small_market
+    sched = st.build_schedule(store, assets[:1], 2001, 2001, per_month=1, tenor=5)
+    with pytest.raises(ValueError, match=match):
+        st.backtest(store, sched, **kw)
+
+
+def test_new_options_refused_on_the_gpu(small_market, monkeypatch):
+    """The CUDA kernels value the seed's straddle: other options on a GPU are refused with
+    the way out named (the seed's options still go to the GPU path)."""
+    monkeypatch.setattr(structures, "resolve_device", lambda device: "gpu")
+    with pytest.raises(ValueError, match="not on the GPU.*impl='numba'"):
+        structures.check_device("cupy", "auto")
+    assert structures.check_device("numba", "auto") == "numba"
+    monkeypatch.setattr(structures, "resolve_device", lambda device: "cpu")
+    assert structures.check_device("cupy", "auto") == "numpy"
+
+
+def test_run_and_compare_impls_take_the_new_options():
+    bt = st.run(assets=1, start_year=2001, end_year=2001, per_month=2.0, tenor=21,
+                structure="strangle", wing="moneyness:0.05", spread=1.0, hedge_cost_bps=1.0,
+                exit="days:5")
+    assert bt.n_rows == bt.n_straddles * 6 and bt.spec.label().startswith("strangle +-5%")
+    assert (bt.summary["exit_reason"] == "days").all() and (bt.summary["cost"] > 0).all()
+    store, assets = st.load_market("synthetic", assets=1, start_year=2001, end_year=2001,
+                                   tenor=21)
+    sched = st.build_schedule(store, assets, 2001, 2001, per_month=1, tenor=21)
+    t = st.compare_impls(store, sched, repeats=1, structure="put", exit="profit:0.2")
+    assert list(t["impl"]) == ["reference", "numpy", "numba"] and (t["speedup"] > 0).all()
+    st.warm_up("numba", structure="call", exit="days:3")
+
+
+@pytest.mark.gpu
+def test_gpu_rows_through_the_normalized_layout_and_new_options_refused(small_market,
+                                                                       tmp_path):
+    """On a GPU: the CUDA rows stream to the normalized layout and read back bit for bit
+    (the reader re-derives value/P&L as the kernels do, --fmad=false); the new options are
+    refused with impl='cupy' and run on the CPU paths."""
+    store, assets = small_market
+    sched = st.build_schedule(store, assets, 2001, 2002, per_month=4, tenor=30)
+    mem = st.backtest(store, sched, impl="cupy", device="gpu", rate=0.02)
+    ds = st.backtest(store, sched, impl="cupy", device="gpu", rate=0.02, output="parquet",
+                     path=tmp_path / "ds", layout="normalized", chunk_size=50)
+    assert ds.dataset().read().equals(mem.rows)
+    with pytest.raises(ValueError, match="not on the GPU"):
+        st.backtest(store, sched, impl="cupy", device="gpu", structure="strangle")
+    with pytest.raises(ValueError, match="not on the GPU"):
+        st.backtest(store, sched, impl="cupy", exit="days:5")           # device="auto"

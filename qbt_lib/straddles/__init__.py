@@ -48,21 +48,35 @@ assets its chunk needs from the memory-mapped price store, never a pickled copy 
 prices (the original's pitfall). Chunk results are placed in straddle order, so the output
 is bitwise identical for any ``n_jobs`` and backend. ``output="parquet"`` streams the chunks
 to a Parquet dataset (workers write their own part files into a temp directory that is
-renamed when complete), with memory bounded by ``n_jobs x chunk_size``.
+renamed when complete), with memory bounded by ``n_jobs x chunk_size``;
+``layout="normalized"`` writes only the day columns and reads back the same rows
+(``dataset.py``).
+
+Beyond the seed's straddle (issue #16, ``docs/straddles.md``): ``structure`` (a strangle
+with wings by delta or moneyness, a call, a put), ``spread`` and ``hedge_cost_bps``, an
+``exit`` before expiry (``spec.py``; valued by ``structures.py``, ``structures_nb.py``,
+``structures_ref.py``), and the book of all open positions netted by date,
+``Backtest.portfolio(normalize)`` (``portfolio.py``: ``per_year``, ``structure_table``).
 """
 from .api import (ENGINES, backtest, compare_impls, reference_backtest, reference_tables,
                   resolve, run, value_path, warm_up)
 from .chunks import KERNELS, PARQUET_OPTIONS, value_chunk
+from . import portfolio
 from .core import compare_rows
+from .dataset import LAYOUTS, Dataset, open_dataset
 from .market import (build_store, clean_frames, data_years, load_market, market_frames,
                      select_assets, sp500_frames, synthetic_frames)
 from .params import AUTO_GPU, DEFAULT_CHUNK, DEFAULTS, IMPLS, OUTPUTS, WHY_CPU
 from .results import Backtest
 from .schedule import Schedule, asset_days, build_schedule
+from .spec import EXIT_REASONS, STRUCTURES, Spec
+from .spec import parse as parse_spec
 
 __all__ = ["AUTO_GPU", "Backtest", "DEFAULTS", "DEFAULT_CHUNK", "ENGINES", "IMPLS", "KERNELS",
            "OUTPUTS", "PARQUET_OPTIONS", "Schedule", "WHY_CPU", "asset_days", "backtest",
            "build_schedule", "build_store", "clean_frames", "compare_impls", "compare_rows",
            "data_years", "load_market", "market_frames", "reference_backtest",
            "reference_tables", "resolve", "run", "select_assets", "sp500_frames",
-           "synthetic_frames", "value_chunk", "value_path", "warm_up"]
+           "synthetic_frames", "value_chunk", "value_path", "warm_up", "Dataset",
+           "EXIT_REASONS", "LAYOUTS", "STRUCTURES", "Spec", "open_dataset", "parse_spec",
+           "portfolio"]

@@ -22,7 +22,7 @@ from .. import bench as qbench
 from .. import data
 from ..device import dispatch
 from ..params import Interval
-from . import core, reference
+from . import core, layout, reference, structures, structures_ref
 from .chunks import KERNELS, stream_parquet, value_in_memory
 from .core import RTOL, ROW_COLUMNS, SIDES, rows_table, summary_table
 from .gpu import kernels as gpu_kernels
@@ -31,6 +31,10 @@ from .params import (AUTO_GPU, DEFAULT_CHUNK, GPU_CHUNK, WHY_CPU, WORKLOAD, chec
                      check_run)
 from .results import Backtest
 from .schedule import Schedule, build_schedule
+from .spec import parse as parse_spec
+
+#: what is traded and how it is closed (issue #16, ``spec.py``)
+OPTIONS = ("structure", "wing", "spread", "hedge_cost_bps", "exit")
 
 
 # --------------------------------------------------------------------------- the reference
@@ -94,19 +98,30 @@ def backtest(store: data.PriceStore, schedule: Schedule, *, rate: float = 0.0,
              device: str = "auto", n_jobs: int = 1, backend: str = "threads",
              scheduler: str | None = "local", chunk_size: int | None = None,
              output: str = "table", path: str | os.PathLike | None = None,
-             progress: bool | None = None) -> Backtest:
+             progress: bool | None = None, structure: str = "straddle", wing: Any = None,
+             spread: Any = None, hedge_cost_bps: float = 0.0, exit: str = "expiry",
+             layout: str = "rows") -> Backtest:
     """Value every straddle of ``schedule`` on every day of its life.
 
     ``output``: ``"table"`` keeps all rows in memory (``Backtest.rows``, an Arrow table);
     ``"summary"`` values every row but keeps only the per-straddle summary (memory bounded
     by the chunk size); ``"parquet"`` streams the rows to a Parquet dataset at ``path``
-    (``rows/`` and ``summary/`` part files, written to a temp dir renamed when complete).
+    (``rows/`` and ``summary/`` part files, written to a temp dir renamed when complete;
+    ``layout="normalized"``: ``days/`` with the day columns only and ``market/`` once, read
+    back as the same rows by ``Backtest.frame()`` / ``dataset.open_dataset``).
     ``impl="reference"`` always runs in one piece, sequentially: it is the "before".
+
+    ``structure``, ``wing``, ``spread``, ``hedge_cost_bps``, ``exit``: what is traded and
+    how it is closed (``spec.py``); their defaults are the seed's straddle, valued by the
+    seed's kernels with its rows unchanged; other values run ``structures.py``.
     """
     p = check_backtest(dict(rate=rate, side=side, hedge=hedge, impl=impl, device=device,
                             n_jobs=n_jobs, backend=backend, scheduler=scheduler,
                             chunk_size=chunk_size, output=output, path=path,
-                            progress=progress))
+                            progress=progress, structure=structure, wing=wing,
+                            spread=spread, hedge_cost_bps=hedge_cost_bps, exit=exit,
+                            layout=layout))
+    spec = parse_spec(*(p[k] for k in OPTIONS))
     check_store(store)
     if not isinstance(schedule, Schedule):
         raise ValueError(f"schedule must be a Schedule, got {type(schedule).__name__}")
@@ -117,8 +132,21 @@ def backtest(store: data.PriceStore, schedule: Schedule, *, rate: float = 0.0,
               "end_year": schedule.end_year, "per_month": schedule.per_month,
               "tenor": schedule.tenor, "rate": p["rate"], "side": p["side"],
               "hedge": p["hedge"], "impl": impl, "device": dev, "n_jobs": p["n_jobs"],
-              "backend": p["backend"], "chunk_size": p["chunk_size"], "output": p["output"]}
+              "backend": p["backend"], "chunk_size": p["chunk_size"], "output": p["output"],
+              **spec.params()}
+    if p["output"] == "parquet":
+        params["layout"] = p["layout"]
+    done = dict(spec=spec, layout=p["layout"], dates=store.dates.asi8)
     t0 = time.perf_counter()
+    if not spec.is_seed:   # structures, costs, exits: structures.py
+        rows, summ, n_rows, final = structures.run(
+            store, schedule, spec, rate=p["rate"], side=SIDES[p["side"]], hedge=p["hedge"],
+            impl=impl, device=dev, n_jobs=p["n_jobs"], backend=p["backend"],
+            scheduler=p["scheduler"], chunk_size=p["chunk_size"], output=p["output"],
+            path=p["path"], layout=p["layout"], progress=p["progress"], params=params)
+        return Backtest(schedule, params, rows=rows, path=final,
+                        seconds=time.perf_counter() - t0, _summary=summ, _n_rows=n_rows,
+                        **done)
     if impl == "reference":   # the "before": the whole schedule at once, from its dict
         if p["output"] == "parquet":
             raise ValueError("output='parquet' streams chunks; the reference runs in one "
@@ -126,16 +154,17 @@ def backtest(store: data.PriceStore, schedule: Schedule, *, rate: float = 0.0,
         rows, summ = reference_backtest(store, schedule, rate=p["rate"], side=p["side"],
                                         hedge=p["hedge"])
         return Backtest(schedule, params, rows=rows if p["output"] == "table" else None,
-                        seconds=time.perf_counter() - t0, _summary=summ)
+                        seconds=time.perf_counter() - t0, _summary=summ, **done)
     kw = dict(impl=impl, device=dev, rate=p["rate"], side=SIDES[p["side"]], hedge=p["hedge"],
               n_jobs=p["n_jobs"], backend=p["backend"], scheduler=p["scheduler"],
               chunk_size=p["chunk_size"], progress=p["progress"])
     if p["output"] == "parquet":
-        final = stream_parquet(store, schedule, p["path"], params, **kw)
-        return Backtest(schedule, params, path=final, seconds=time.perf_counter() - t0)
+        final = stream_parquet(store, schedule, p["path"], params, layout=p["layout"], **kw)
+        return Backtest(schedule, params, path=final, seconds=time.perf_counter() - t0,
+                        **done)
     rows, summ = value_in_memory(store, schedule, keep_rows=p["output"] == "table", **kw)
     return Backtest(schedule, params, rows=rows, seconds=time.perf_counter() - t0,
-                    _summary=summ)
+                    _summary=summ, **done)
 
 
 # --------------------------------------------------------------------------- all at once
@@ -159,7 +188,8 @@ def run(**params: Any) -> Backtest:
     bt = backtest(store, sched, rate=p["rate"], side=p["side"], hedge=p["hedge"],
                   impl=p["impl"], device=p["device"], n_jobs=p["n_jobs"],
                   backend=p["backend"], scheduler=p["scheduler"], chunk_size=p["chunk_size"],
-                  output=p["output"], path=p["output_path"], progress=p["progress"])
+                  output=p["output"], path=p["output_path"], progress=p["progress"],
+                  layout=p["layout"], **{k: p[k] for k in OPTIONS})
     bt.params = {"source": _named(p["source"]), "vol": p["vol"], "adjust": p["adjust"],
                  "seed": p["seed"], "vol_premium": p["vol_premium"], **bt.params}
     return bt
@@ -167,10 +197,11 @@ def run(**params: Any) -> Backtest:
 
 # --------------------------------------------------------------------------- one straddle
 def value_path(price, vol, *, rate: float = 0.0, side: str = "long", hedge: bool = True,
-               impl: str = "auto") -> pd.DataFrame:
+               impl: str = "auto", **options) -> pd.DataFrame:
     """The rows of one straddle over a given life: ``price[0]`` is the entry (and the
     strike), ``price[tenor]`` the expiry; ``vol`` the implied vol of each day. For checks
-    (put-call parity, finite differences of the greeks) and what-ifs."""
+    (put-call parity, finite differences of the greeks) and what-ifs. ``options``:
+    ``structure``, ``wing``, ``spread``, ``hedge_cost_bps``, ``exit`` (``spec.py``)."""
     price = np.ascontiguousarray(price, dtype=np.float64)
     vol = np.ascontiguousarray(vol, dtype=np.float64)
     if price.ndim != 1 or price.shape != vol.shape or price.shape[0] < 2:
@@ -179,8 +210,13 @@ def value_path(price, vol, *, rate: float = 0.0, side: str = "long", hedge: bool
         raise ValueError("price must be finite and > 0")
     if not (np.isfinite(vol).all() and (vol > 0).all()):
         raise ValueError("vol must be finite and > 0")
-    p = check_backtest(dict(rate=rate, side=side, hedge=hedge, impl=impl))
-    impl, _, engine = resolve(p["impl"], "auto")
+    unknown = set(options) - set(OPTIONS)
+    if unknown:
+        raise ValueError(f"value_path: unknown option(s) {sorted(unknown)}; known: "
+                         f"{list(OPTIONS)}")
+    p = check_backtest(dict(rate=rate, side=side, hedge=hedge, impl=impl, **options))
+    spec = parse_spec(*(p[k] for k in OPTIONS))
+    impl, dev, engine = resolve(p["impl"], "auto")
     rate, side_v, hedge = p["rate"], SIDES[p["side"]], p["hedge"]
     tenor = price.shape[0] - 1
     dates = pd.bdate_range("2000-01-03", periods=tenor + 1).as_unit("ns").asi8
@@ -188,6 +224,10 @@ def value_path(price, vol, *, rate: float = 0.0, side: str = "long", hedge: bool
         days = [str(d.date()) for d in pd.DatetimeIndex(dates)]
         prices = {f"path|price|{d}": float(x) for d, x in zip(days, price)}
         prices.update({f"path|vol|{d}": float(v) for d, v in zip(days, vol)})
+        if not spec.is_seed:
+            res = structures_ref.run(prices, ["path"], 2000, 2000, 1, tenor, rate, side_v,
+                                     hedge, spec)
+            return layout.reference_tables(res, ["path"])[0].to_pandas()
         rows, _ = reference_tables(reference.run(prices, ["path"], 2000, 2000, 1, tenor, rate,
                                                  side_v, hedge), ["path"])
         return rows.to_pandas()
@@ -195,6 +235,11 @@ def value_path(price, vol, *, rate: float = 0.0, side: str = "long", hedge: bool
     sched = Schedule(["path"], np.array([0]), 2000, 2000, 1, tenor, one(0, np.int32),
                      one(2000, np.int16), one(1, np.int8), one(0, np.int8), one(0, np.int64),
                      one(0, np.int64))
+    if not spec.is_seed:
+        rows, _ = structures.value_chunk(structures.check_device(impl, dev), price, vol,
+                                         dates, np.array([0], np.int64), sched, rate, side_v,
+                                         hedge, spec, core.day_tables(tenor, rate))
+        return layout.rows_table(rows, ["path"]).to_pandas()
     out = core.empty_rows(tenor + 1)
     engine(price, vol, dates, np.array([0], np.int64), sched, rate, side_v, hedge,
            core.day_tables(tenor, rate), out, False)
@@ -210,13 +255,19 @@ def _warm_numba() -> None:
 _WARM = {"numba": _warm_numba, "cupy": gpu_kernels}
 
 
-def warm_up(impl: str = "auto", device: str = "auto") -> None:
+def warm_up(impl: str = "auto", device: str = "auto", **options) -> None:
     """Load (or compile, the first time on a machine) the kernels ``impl`` resolves to on a
-    toy straddle, so that a timed run that follows measures the valuation, not the JIT."""
+    toy straddle, so that a timed run that follows measures the valuation, not the JIT.
+    ``options`` (``structure`` .. ``exit``): the run's; other than the seed's, the Numba
+    kernel of ``structures_nb`` is loaded too."""
     import tqdm.auto  # noqa: F401  (the parallel layer's progress bar: a slow first import)
-    p = check_backtest(dict(impl=impl, device=device))
+    p = check_backtest(dict(impl=impl, device=device, **options))
+    spec = parse_spec(*(p[k] for k in OPTIONS))
     impl, _, _ = resolve(p["impl"], p["device"])
     _WARM.get(impl, lambda: None)()
+    if impl == "numba" and not spec.is_seed:
+        value_path(np.array([100.0, 101.0, 99.0]), np.full(3, 0.2), impl="numba",
+                   **spec.params())
 
 
 # --------------------------------------------------------------------------- timings
@@ -224,6 +275,8 @@ def _answers(res: Any, assets: list[str]) -> tuple[pa.Table | None, Any]:
     """(rows, summary) of a timed call: a Backtest, or the reference's own lists."""
     if isinstance(res, Backtest):
         return res.rows, res.summary
+    if res["columns"] == structures_ref.COLUMNS:
+        return layout.reference_tables(res, assets)
     return reference_tables(res, assets)
 
 
@@ -244,7 +297,7 @@ def compare_impls(store: data.PriceStore, schedule: Schedule,
                   impls=("reference", "numpy", "numba"), n_jobs=(1,), repeats: int = 3,
                   rate: float = 0.0, side: str = "long", hedge: bool = True,
                   backend: str = "threads", output: str = "table",
-                  device: str = "auto") -> pd.DataFrame:
+                  device: str = "auto", **options) -> pd.DataFrame:
     """The impls timed on the same straddles, from the price store to the rows delivered
     (the reference: its Python row lists, as the original; the fast paths: an Arrow table),
     in one run (:func:`qbt_lib.bench.compare_impls`: median of ``repeats`` after a warm-up,
@@ -255,9 +308,11 @@ def compare_impls(store: data.PriceStore, schedule: Schedule,
     before its backtest too). ``n_jobs``: the fast paths at each worker count (rows labelled
     ``"numba, n_jobs=4"``; ``efficiency`` against the impl's ``n_jobs=1``).
     ``output="summary"`` values every row but keeps only the summary (for schedules too
-    large to hold as a table)."""
+    large to hold as a table). ``options`` (``structure`` .. ``exit``, ``spec.py``): the same
+    on every side (the reference: ``structures_ref``)."""
     p = check_backtest(dict(rate=rate, side=side, hedge=hedge, backend=backend,
-                            output=output, device=device))
+                            output=output, device=device, **options))
+    spec = parse_spec(*(p[k] for k in OPTIONS))
     repeats = Interval(int, 1, None)("repeats", repeats)
     jobs = [check_backtest(dict(n_jobs=nj))["n_jobs"] for nj in n_jobs]
     runs, meta = {}, {}
@@ -265,9 +320,11 @@ def compare_impls(store: data.PriceStore, schedule: Schedule,
         impl = check_backtest(dict(impl=impl))["impl"]
         if impl == "reference":
             prices = reference.build_prices_dict(store, schedule.assets)
-            runs[impl] = lambda prices=prices: reference.run(
-                prices, schedule.assets, schedule.start_year, schedule.end_year,
-                schedule.per_month, schedule.tenor, p["rate"], SIDES[p["side"]], p["hedge"])
+            grid = (prices, schedule.assets, schedule.start_year, schedule.end_year,
+                    schedule.per_month, schedule.tenor, p["rate"], SIDES[p["side"]],
+                    p["hedge"])
+            runs[impl] = ((lambda grid=grid: reference.run(*grid)) if spec.is_seed else
+                          (lambda grid=grid: structures_ref.run(*grid, spec)))
             meta[impl] = (impl, 1)
             continue
         for nj in jobs:
@@ -275,7 +332,7 @@ def compare_impls(store: data.PriceStore, schedule: Schedule,
             runs[label] = lambda impl=impl, nj=nj: backtest(
                 store, schedule, rate=p["rate"], side=p["side"], hedge=p["hedge"], impl=impl,
                 device=p["device"], n_jobs=nj, backend=p["backend"], output=p["output"],
-                progress=False)
+                progress=False, **spec.params())
             meta[label] = (impl, nj)
     df = qbench.compare_impls(runs, size=schedule.straddle_days, unit="straddle-days",
                               same=_same_answers(schedule.assets), repeats=repeats)

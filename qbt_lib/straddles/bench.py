@@ -13,7 +13,11 @@
 4. The same straddles streamed to a Parquet dataset vs pyarrow's raw write of the same
    chunk tables: the same number of writers (one thread per part file), the same part
    files (one per chunk of ``DEFAULT_CHUNK`` straddles), the same writer settings; the
-   chunks are computed untimed before the raw write.
+   chunks are computed untimed before the raw write. Then the normalized layout
+   (``layout="normalized"``, ``dataset.py``: the day columns per row, the rest once per
+   straddle or per asset-day) on the same straddles, against the row layout streamed
+   (both valued, written and readable as the same rows), and, full size, the issue's
+   1,002,240 straddles (64M straddle-days) in one run (target >= 10M straddle-days/s).
 5. The seed's pitfall: a process pool handed the pickled prices dict vs one thread.
 6. On a GPU: the CuPy kernels in device memory vs the CPU rows.
 """
@@ -59,6 +63,7 @@ TRACKED = {
     "rows_kept_vs_summary_only": "x",
     "rows_kept_parallel_efficiency": "fraction",
     "parquet_streamed_vs_raw_write": "x",
+    "parquet_normalized_straddle_days_per_s": "straddle-days/s",
 }
 #: which tracked figure is each column of the README/report summary
 SUMMARY = {"throughput": "rows_kept_straddle_days_per_s", "speedup_vs_reference": "seed_numba_vs_reference",
@@ -366,6 +371,57 @@ def _streamed(bench, big_store, n_pq, target: Path, nj: int, nbytes_in: int) -> 
     return c
 
 
+# the normalized layout (issue #16)
+def _stream_normalized(store, sched, target: Path, n_jobs: int) -> float:
+    """One normalized write into a fresh directory (the previous one removed untimed)."""
+    shutil.rmtree(target, ignore_errors=True)
+    gc.collect()
+    t0 = time.perf_counter()
+    backtest(store, sched, impl="numba", n_jobs=n_jobs, backend="threads", output="parquet",
+             layout="normalized", path=target, progress=False)
+    return time.perf_counter() - t0
+
+
+def _normalized(bench, store, big, n_pq, scratch: Path, cores: int, reps: int,
+                streamed: dict, quick: bool, tiny: bool) -> None:
+    rows_pq = n_pq.straddle_days
+    norm = {}
+    for nj in sorted({1, cores}):
+        target = scratch / f"normalized-{nj}"
+        times = [_stream_normalized(store, n_pq, target, nj) for _ in range(reps)]
+        size = sum(f.stat().st_size for f in target.rglob("*.parquet"))
+        day_bytes = sum(f.stat().st_size for f in (target / "days").iterdir())
+        shutil.rmtree(target, ignore_errors=True)
+        c = bench.add_case(
+            f"parquet: normalized layout, numba n_jobs={nj} ({len(n_pq):,} straddles)",
+            times, impl="numba", size=rows_pq, unit="straddle-days", n_jobs=nj,
+            backend="threads" if nj > 1 else "sequential", writers=nj, file_bytes=size,
+            day_bytes_per_row=day_bytes / rows_pq, part_straddles=DEFAULT_CHUNK)
+        norm[nj] = _per_straddle(c, len(n_pq))
+    bench.ratio(f"parquet: normalized / row layout, streamed, {cores} writer(s)", norm[cores],
+                streamed[cores], same=f"{len(n_pq):,} straddles valued and written, read back "
+                "as the same rows")
+    bench.figure("parquet_normalized_straddle_days_per_s", norm[cores]["throughput"],
+                 "straddle-days/s", f"normalized layout streamed to Parquet, {len(n_pq):,} "
+                 f"straddles, {cores} workers (target >= 10M on 2 cores)", case=norm[cores])
+    if quick:
+        return
+    # the issue's size, once: 1,002,240 straddles, 64M straddle-days
+    need = big.straddle_days * 52
+    if shutil.disk_usage(scratch).free < 2 * need:
+        bench.note("parquet_normalized_1M", f"not run: {need / 1e9:.1f} GB needed in {scratch}")
+        return
+    target = scratch / "normalized-1M"
+    t = _stream_normalized(store, big, target, cores)
+    shutil.rmtree(target, ignore_errors=True)
+    c = bench.add_case(f"parquet: normalized layout, numba n_jobs={cores} ({len(big):,} "
+                       "straddles, one run)", [t], impl="numba", size=big.straddle_days,
+                       unit="straddle-days", n_jobs=cores, backend="threads", writers=cores)
+    _per_straddle(c, len(big))
+    bench.note("parquet_normalized_1M", f"{c['throughput'] / 1e6:.1f}M straddle-days/s, "
+               f"{len(big):,} straddles on {cores} cores (target >= 10M on 2 cores)")
+
+
 def _parquet_stream(bench, big_store, big, cores: int, quick: bool, tiny: bool) -> None:
     """Streaming to Parquet vs pyarrow's raw write of the same chunk tables: the same number
     of writers, the same part files (one per chunk of ``DEFAULT_CHUNK`` straddles), the
@@ -377,16 +433,19 @@ def _parquet_stream(bench, big_store, big, cores: int, quick: bool, tiny: bool) 
     scratch = _scratch_dir(n_pq.straddle_days * 90)   # ~83 bytes per row on disk
     bench.note("parquet_dir", "tmpfs" if str(scratch).startswith("/dev/shm") else "disk")
     reps = max(getattr(bench, "min_repeats", 5), 1)
+    streamed = {}
     try:
         for nj in sorted({1, cores}):
             raw = _raw_write(bench, big_store, n_pq, bounds, scratch / f"raw-{nj}", nj, reps)
             c = _streamed(bench, big_store, n_pq, scratch / f"stream-{nj}", nj,
                           raw["table_bytes"])
+            streamed[nj] = c
             bench.ratio(f"parquet streamed / raw pyarrow write, {nj} writer(s)", c, raw,
                         target=None if tiny else 0.8, same=f"{nj} writer(s), part files of "
                         f"{DEFAULT_CHUNK:,} straddles, writer settings",
                         key="parquet_streamed_vs_raw_write" if nj == cores else None)
         bench.note("parquet_settings", {k: str(v) for k, v in PARQUET_OPTIONS.items()})
+        _normalized(bench, big_store, big, n_pq, scratch, cores, reps, streamed, quick, tiny)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         try:

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from .. import data, parallel, paths
 from ..device import dispatch
-from . import core
+from . import core, dataset
 from .core import day_tables, rows_table, summary_table
 from .gpu import summary_chunk_gpu, value_chunk_gpu
 from .nb import block_rows, value_chunk_numba
@@ -113,6 +113,7 @@ class _Job:
     out: dict | None = None         # "into": views of the caller's row arrays
     tmpdir: str | None = None       # "parquet": where to write the part files
     summ_out: dict | None = None    # in-process workers: views of the summary arrays
+    layout: str = "rows"            # "parquet": every column, or the day columns (dataset.py)
 
 
 _local = threading.local()
@@ -170,14 +171,18 @@ def _through_buffer(job: _Job, price, vol, dates_ns, start):
                                                  st, sub, job.rate, job.side, job.hedge, out)
             parts.append(core.summary_arrays(sub, dates_ns, price, st, ev, xv, s_pnl, s_hedge))
             if job.mode == "parquet":
-                table = rows_table(out, sched.assets)
+                normalized = job.layout == "normalized"
+                table = (dataset.day_table(out) if normalized else
+                         rows_table(out, sched.assets))
                 if writer is None:
                     # a temp name, renamed to the chunk's fixed name when complete: a
                     # chunk recomputed after its worker was lost is harmless
                     final = Path(job.tmpdir) / f"part-{job.chunk:06d}.parquet"
                     part_tmp = final.with_name(
                         f"{final.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-                    writer = pq.ParquetWriter(part_tmp, table.schema, **PARQUET_OPTIONS)
+                    writer = pq.ParquetWriter(part_tmp, table.schema,
+                                              **(dataset.DAY_PARQUET_OPTIONS if normalized
+                                                 else PARQUET_OPTIONS))
                 writer.write_table(table)
         if writer is not None:
             writer.close()
@@ -202,13 +207,13 @@ def _place(job: _Job, summ: dict):
 
 # --------------------------------------------------------------------------- a run's chunks
 def _jobs(schedule: Schedule, bounds, impl, device, rate, side, hedge, mode, out=None,
-          tmpdir=None):
+          tmpdir=None, layout="rows"):
     n1 = schedule.days
     for c, (lo, hi) in enumerate(bounds):
         views = ({k: v[lo * n1:hi * n1] for k, v in out.items()} if out is not None
                  else None)
         yield _Job(None, schedule.take(lo, hi), c, impl, device, rate, side, hedge, mode,
-                   views, tmpdir)
+                   views, tmpdir, layout=layout)
 
 
 def _pool_kw(store, backend, n_jobs, scheduler, progress) -> dict:
@@ -254,23 +259,26 @@ def value_in_memory(store: data.PriceStore, schedule: Schedule, *, impl: str, de
 
 def stream_parquet(store: data.PriceStore, schedule: Schedule, path, meta: dict, *,
                    impl: str, device: str, rate: float, side: float, hedge: bool,
-                   n_jobs: int, backend: str, scheduler, chunk_size: int, progress) -> Path:
+                   n_jobs: int, backend: str, scheduler, chunk_size: int, progress,
+                   layout: str = "rows") -> Path:
     """Stream the rows to a Parquet dataset at ``path`` (``rows/`` part files written by the
     workers, ``summary/`` written here in order, ``meta.json``) inside a temp directory
-    renamed when complete; the dataset's path."""
+    renamed when complete; the dataset's path. ``layout="normalized"``: ``days/`` part
+    files with the day columns only, and ``market/`` (``dataset.py``)."""
     if path is None:
         raise ValueError("output='parquet' needs path= (the dataset directory)")
     local = paths.local_path(path, "path")  # a path or a file:// URI
     final = paths.resolve_output_dir(local.parent) / local.name
     bounds = parallel.chunk_bounds(len(schedule), chunk_size)
     kw = _pool_kw(store, backend, n_jobs, scheduler, progress)
+    sub = "days" if layout == "normalized" else "rows"
     with paths.atomic_dir(final, replace=True) as tmp:
-        (tmp / "rows").mkdir()
+        (tmp / sub).mkdir()
         (tmp / "summary").mkdir()
         n = 0
         summary_writer = None
         tasks = list(_jobs(schedule, bounds, impl, device, rate, side, hedge, "parquet",
-                           tmpdir=str(tmp / "rows")))
+                           tmpdir=str(tmp / sub), layout=layout))
         try:  # workers write the rows; the summary (1/64 of it) is written here, in order
             for n_rows, summ in parallel.imap(_run_job, tasks, **kw):
                 n += n_rows
@@ -282,9 +290,13 @@ def stream_parquet(store: data.PriceStore, schedule: Schedule, path, meta: dict,
         finally:
             if summary_writer is not None:
                 summary_writer.close()
-        for stray in (tmp / "rows").glob("*.tmp"):  # from a chunk whose worker was lost
+        for stray in (tmp / sub).glob("*.tmp"):  # from a chunk whose worker was lost
             stray.unlink(missing_ok=True)
+        if layout == "normalized":
+            dataset.write_market(tmp, store, schedule)
         (tmp / "meta.json").write_text(json.dumps(
             {**meta, "n_straddles": len(schedule), "n_rows": n,
-             "assets": schedule.assets, "skipped": len(schedule.skipped)}))
+             "assets": schedule.assets, "skipped": len(schedule.skipped), "layout": layout,
+             "parts": [[lo, hi] for lo, hi in bounds],
+             "day_columns": list(dataset.DAY_COLUMNS) if layout == "normalized" else None}))
     return final

@@ -300,7 +300,8 @@ def compare_rows(got: pa.Table | pd.DataFrame, want: pa.Table | pd.DataFrame,
 
 RETURN_COLUMNS = ("return", "hedged_return")
 MONEY_COLUMNS = ("S", "K", "call", "put", "value", "vega", "theta", "pnl", "hedge_pnl",
-                 "cum_pnl", "entry_value", "exit_value", "exit_price", "hedged_pnl")
+                 "cum_pnl", "entry_value", "exit_value", "exit_price", "hedged_pnl",
+                 "K_call", "K_put", "cost", "hedge_cost")  # the last four: structures
 
 
 def max_rel_diff(got: dict, want: dict, names=FLOAT_COLUMNS) -> float:

@@ -14,7 +14,9 @@ from .. import parallel
 from ..device import DEVICES, IMPLS
 from ..params import AnyOf, Boolean, Check, Interval, Options, check
 from .core import SIDES
+from .dataset import LAYOUTS
 from .schedule import MAX_PER_MONTH
+from .spec import STRUCTURES, parse_exit, parse_spread, parse_wing
 
 WORKLOAD = "straddles"
 
@@ -32,11 +34,31 @@ DEFAULT_CHUNK = 4096
 GPU_CHUNK = 1 << 18
 MAX_CHUNK = 10_000_000
 
-#: :func:`backtest`'s parameters (the store and the schedule are its positional arguments)
+
+
+def _wing(name, value):
+    parse_wing("strangle", value)      # the form; a straddle with a wing: spec.parse says so
+    return value
+
+
+def _spread(name, value):
+    parse_spread(value)
+    return value
+
+
+def _exit(name, value):
+    parse_exit(value)
+    return value
+
+
+#: :func:`backtest`'s parameters (the store and the schedule are its positional arguments);
+#: ``structure`` .. ``exit`` (issue #16, ``spec.py``): their defaults are the seed's straddle
 BACKTEST_DEFAULTS = {"rate": 0.0, "side": "long", "hedge": True, "impl": "auto",
                      "device": "auto", "n_jobs": 1, "backend": "threads",
                      "scheduler": "local", "chunk_size": None, "output": "table",
-                     "path": None, "progress": None}
+                     "path": None, "progress": None, "structure": "straddle", "wing": None,
+                     "spread": None, "hedge_cost_bps": 0.0, "exit": "expiry",
+                     "layout": "rows"}
 BACKTEST = {
     "rate": Interval(float, -1.0, 1.0),
     "side": Options(*SIDES),
@@ -52,6 +74,12 @@ BACKTEST = {
     "output": Options(*OUTPUTS),
     "path": None,             # paths.local_path, where output="parquet" writes
     "progress": None,
+    "structure": Options(*STRUCTURES),
+    "wing": Check(_wing, "None (at the money), 'delta:D' or 'moneyness:M'"),
+    "spread": Check(_spread, "0/None, 'vol:P' (vol points) or 'premium:F'"),
+    "hedge_cost_bps": Interval(float, 0.0, 10_000.0),
+    "exit": Check(_exit, "'expiry', 'days:N', 'profit:X', 'loss:Y' or a mix"),
+    "layout": Options(*LAYOUTS),  # output="parquet": every column, or dataset.py's
 }
 
 #: :func:`run`'s parameters: the market and the schedule, then the backtest's

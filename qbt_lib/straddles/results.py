@@ -16,8 +16,12 @@ from .. import metrics as qmetrics
 from ..device import gpu_available
 from ..metrics import Result
 from ..params import as_int
+from . import portfolio
+from .dataset import Dataset, open_dataset
+from .layout import row_offsets
 from .params import WORKLOAD
 from .schedule import Schedule
+from .spec import SEED, Spec
 
 
 @dataclass
@@ -38,6 +42,10 @@ class Backtest(Result):
     _summary: pa.Table | None = field(default=None, repr=False)
     timing: pd.DataFrame | None = field(default=None, repr=False)
     scaling: pd.DataFrame | None = field(default=None, repr=False)
+    spec: Spec = SEED               # structure, costs, exit (``spec.py``)
+    layout: str = "rows"            # output="parquet": "rows" | "normalized" (``dataset.py``)
+    dates: np.ndarray | None = field(default=None, repr=False)  # the store's days (int64 ns)
+    _n_rows: int | None = field(default=None, repr=False)
 
     workload = WORKLOAD
 
@@ -48,7 +56,9 @@ class Backtest(Result):
 
     @property
     def n_rows(self) -> int:
-        return self.schedule.straddle_days
+        """Straddle-days valued and kept (fewer than the schedule's when exits close
+        straddles before expiry)."""
+        return self.schedule.straddle_days if self._n_rows is None else self._n_rows
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -67,8 +77,30 @@ class Backtest(Result):
         if self.rows is not None:
             return self.rows.to_pandas()
         if self.path is not None:
-            return pq.read_table(self.path / "rows").to_pandas()
+            return self.dataset().read().to_pandas()
         raise ValueError("the rows were not kept (output='summary')")
+
+    def dataset(self) -> Dataset:
+        """The Parquet dataset of ``output="parquet"`` (either layout), for reading back."""
+        if self.path is None:
+            raise ValueError("no dataset: output='parquet' writes one")
+        return open_dataset(self.path)
+
+    def portfolio(self, normalize: str = "premium") -> pd.DataFrame:
+        """The daily mark-to-market book of all open positions (``portfolio.daily_book``):
+        P&L netted by date, each straddle sized to one premium or one unit of notional."""
+        if self.rows is not None:
+            parts = [self.rows]
+        elif self.path is not None:
+            parts = self.dataset().iter_parts()
+        else:
+            raise ValueError("the daily book needs the rows: output='table' or 'parquet' "
+                             "(output='summary' keeps only one row per straddle)")
+        if self.dates is None:
+            raise ValueError("the daily book needs the run's trading days (Backtest.dates, "
+                             "set by backtest/run)")
+        return portfolio.daily_book(parts, self.dates, hedge=self.params["hedge"],
+                                    normalize=normalize)
 
     def straddle(self, straddle_id: int) -> pd.DataFrame:
         """The rows of one straddle: its greeks and P&L through its life."""
@@ -77,10 +109,16 @@ class Backtest(Result):
         if pos >= len(self.schedule) or self.schedule.straddle_id[pos] != sid:
             raise ValueError(f"straddle_id {sid} was not valued (skipped or not scheduled)")
         n1 = self.schedule.days
+        if self.rows is not None and not self.spec.is_seed:  # rows up to each exit day
+            off = row_offsets(self._summary["exit_day"].to_numpy(), len(self.schedule),
+                              self.schedule.tenor, True)
+            return self.rows.slice(int(off[pos]), int(off[pos + 1] - off[pos])).to_pandas()
         if self.rows is not None:
             return self.rows.slice(pos * n1, n1).to_pandas()
         if self.path is None:
             raise ValueError("the rows were not kept (output='summary')")
+        if self.layout == "normalized":
+            return self.dataset().straddle(sid)
         t = ds.dataset(self.path / "rows", format="parquet").to_table(
             filter=ds.field("straddle_id") == sid)
         return t.to_pandas()
@@ -113,7 +151,8 @@ class Backtest(Result):
         rate = (f"{self.straddle_days_per_s / 1e6:.1f}M straddle-days/s, "
                 f"{self.n_straddles / self.seconds:,.0f} straddles/s" if self.seconds > 0
                 else "no time measured")
-        return (f"impl={p.get('impl')}{on}, n_jobs={p.get('n_jobs')}, "
+        what = "" if self.spec.is_seed else f"{self.spec.label()}: "
+        return (f"{what}impl={p.get('impl')}{on}, n_jobs={p.get('n_jobs')}, "
                 f"backend={p.get('backend')}: {self.n_rows:,} rows in {self.seconds:.3f} s "
                 f"= {rate}")
 

@@ -1,0 +1,151 @@
+"""The rows and summary of structures, costs and exits (``X_*``), as Arrow tables.
+
+The seed's columns plus ``K_call``, ``K_put`` (the legs' strikes; ``K`` stays the entry
+price, the at-the-money strike), ``cost`` (the spread paid that day) and ``hedge_cost`` (the
+hedge trades' cost that day), ``pnl`` and ``hedge_pnl`` net of them; a straddle closed early
+has rows up to its exit day only. The summary adds the strikes, the costs, the exit day and
+the exit reason.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from . import core
+from .schedule import Schedule
+from .spec import EXIT_REASONS
+from .structures_nb import F_COLUMNS
+
+f8 = np.float64
+X_ROW_COLUMNS = (
+    ("asset", np.int32), ("year", np.int16), ("month", np.int8), ("i", np.int8),
+    ("straddle_id", np.int64), ("date", "datetime64[ns]"), ("day", np.int16),
+    ("S", f8), ("K", f8), ("K_call", f8), ("K_put", f8), ("vol", f8), ("tau", f8),
+    ("call", f8), ("put", f8), ("value", f8), ("delta", f8), ("gamma", f8), ("vega", f8),
+    ("theta", f8), ("action", np.int8), ("pnl", f8), ("hedge_pnl", f8), ("cost", f8),
+    ("hedge_cost", f8), ("cum_pnl", f8))
+X_FLOAT_COLUMNS = tuple(n for n, t in X_ROW_COLUMNS if t is f8)
+X_INT_COLUMNS = tuple((n, t) for n, t in X_ROW_COLUMNS if t is not f8)
+X_SUMMARY_COLUMNS = core.SUMMARY_COLUMNS + ("K_call", "K_put", "cost", "hedge_cost",
+                                            "exit_day", "exit_reason")
+X_SUMMARY_DTYPES = {**core.SUMMARY_DTYPES, "exit_day": np.int16, "exit_reason": np.int8}
+assert set(F_COLUMNS) == set(X_FLOAT_COLUMNS)
+
+_ACTIONS = pa.array(core.ACTIONS, type=pa.string())
+_REASONS = pa.array(EXIT_REASONS, type=pa.string())
+
+
+# --------------------------------------------------------------------------- tables
+def _int_dtype(dt) -> np.dtype:
+    return np.dtype(np.int64 if dt == "datetime64[ns]" else dt)
+
+
+def empty_rows(n_rows: int) -> dict[str, np.ndarray]:
+    """Row columns for ``n_rows`` rows, cut from one buffer: the floats as the rows of one
+    ``(18, n)`` array (what the Numba kernel writes), the integers after them.
+
+    Every column starts 192 bytes further along a 4 KiB page than the previous one (the
+    reason of ``core.empty_rows``: 26 streams written together at the same page offset
+    thrash the same L1 sets; measured here 150 -> 40 ns per row)."""
+    n = max(int(n_rows), 1)
+    page = 4096
+    f_stride = -(-n * 8 // page) * page + 192         # float rows 192 B apart in a page
+    at = len(F_COLUMNS) * f_stride
+    offsets = []
+    for j, (_, dt) in enumerate(X_INT_COLUMNS):
+        at = -(-at // page) * page + 192 * (len(F_COLUMNS) + j) % page
+        offsets.append(at)
+        at += n * _int_dtype(dt).itemsize
+    buf = np.empty(at + 64, np.uint8)
+    base = (-buf.ctypes.data) % 64                    # 64-byte aligned, as Arrow likes
+    F = np.ndarray((len(F_COLUMNS), n_rows), np.float64, buffer=buf, offset=base,
+                   strides=(f_stride, 8))
+    out = {name: F[j] for j, name in enumerate(F_COLUMNS)}
+    for (name, dt), off in zip(X_INT_COLUMNS, offsets):
+        out[name] = np.ndarray(n_rows, _int_dtype(dt), buffer=buf, offset=base + off)
+    out["_F"] = F
+    return out
+
+
+def _arrow(name: str, a: np.ndarray, assets: pa.Array) -> pa.Array:
+    if name == "asset":
+        return pa.DictionaryArray.from_arrays(pa.array(a, type=pa.int32()), assets, safe=False)
+    if name == "action":
+        return pa.DictionaryArray.from_arrays(pa.array(a, type=pa.int8()), _ACTIONS, safe=False)
+    if name == "exit_reason":
+        return pa.DictionaryArray.from_arrays(pa.array(a, type=pa.int8()), _REASONS, safe=False)
+    if name in ("date", "entry_date", "exit_date"):
+        return pa.array(np.asarray(a).view(np.int64)).view(pa.timestamp("ns"))
+    return pa.array(a)
+
+
+def rows_table(cols: dict, assets: list[str], n: int | None = None) -> pa.Table:
+    """The rows (``X_ROW_COLUMNS``; the first ``n``) as an Arrow table, numeric buffers not
+    copied."""
+    names = [name for name, _ in X_ROW_COLUMNS]
+    a = pa.array(list(assets), type=pa.string())
+    return pa.Table.from_arrays([_arrow(c, cols[c] if n is None else cols[c][:n], a)
+                                 for c in names], names=names)
+
+
+def summary_table(cols: dict, assets: list[str]) -> pa.Table:
+    a = pa.array(list(assets), type=pa.string())
+    return pa.Table.from_arrays([_arrow(c, cols[c], a) for c in X_SUMMARY_COLUMNS],
+                                names=list(X_SUMMARY_COLUMNS))
+
+
+def empty_summary(n: int) -> dict[str, np.ndarray]:
+    return {k: np.empty(n, X_SUMMARY_DTYPES.get(k, np.float64)) for k in X_SUMMARY_COLUMNS}
+
+
+def reference_tables(res: dict, assets: list[str]) -> tuple[pa.Table, pa.Table]:
+    """The reference's list rows and summary as Arrow tables (the fast paths' layout)."""
+    code = {a: k for k, a in enumerate(assets)}
+    names = [n for n, _ in X_ROW_COLUMNS]
+    cols = {}
+    for j, (name, dt) in enumerate(X_ROW_COLUMNS):
+        vals = [r[j] for r in res["rows"]]
+        if name == "asset":
+            cols[name] = np.array([code[v] for v in vals], np.int32)
+        elif name == "action":
+            cols[name] = np.array([core.ACTIONS.index(v) for v in vals], np.int8)
+        elif name == "date":
+            cols[name] = np.array(vals, "datetime64[D]").astype("datetime64[ns]").view(np.int64)
+        else:
+            cols[name] = np.array(vals, dtype=dt)
+    assert names == res["columns"]
+    summ = {}
+    for j, name in enumerate(res["summary_columns"]):
+        vals = [r[j] for r in res["summary"]]
+        if name == "asset":
+            summ[name] = np.array([code[v] for v in vals], np.int32)
+        elif name in ("entry_date", "exit_date"):
+            summ[name] = np.array(vals, "datetime64[D]").astype("datetime64[ns]").view(np.int64)
+        elif name == "exit_reason":
+            summ[name] = np.array([EXIT_REASONS.index(v) for v in vals], np.int8)
+        else:
+            summ[name] = np.array(vals, X_SUMMARY_DTYPES.get(name, np.float64))
+    return rows_table(cols, assets), summary_table(summ, assets)
+
+
+def summary_arrays(sched: Schedule, dates_ns, price, start, kc, kp, SF, exit_date, exit_day,
+                   reason) -> dict[str, np.ndarray]:
+    """A chunk's summary from the kernels' per-straddle results."""
+    entry, pnl, hp = SF[0], SF[3], SF[4]
+    hedged = pnl + hp
+    return {"asset": sched.asset, "year": sched.year, "month": sched.month, "i": sched.i,
+            "straddle_id": sched.straddle_id, "entry_date": dates_ns[start],
+            "exit_date": exit_date, "K": price[start], "entry_value": entry,
+            "exit_value": SF[1], "exit_price": SF[2], "pnl": pnl, "hedge_pnl": hp,
+            "hedged_pnl": hedged, "return": pnl / entry, "hedged_return": hedged / entry,
+            "K_call": kc, "K_put": kp, "cost": SF[5], "hedge_cost": SF[6],
+            "exit_day": exit_day, "exit_reason": reason}
+
+
+def row_offsets(exit_day, n: int, tenor: int, extended: bool) -> np.ndarray:
+    """Where each straddle's rows start (and, last, the row count): rows up to the exit
+    day for extended rows, ``tenor + 1`` each for the seed's."""
+    if not extended:
+        return np.arange(n + 1, dtype=np.int64) * (tenor + 1)
+    counts = np.asarray(exit_day, np.int64) + 1
+    return np.concatenate([np.zeros(1, np.int64), np.cumsum(counts)])

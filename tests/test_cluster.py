@@ -315,8 +315,9 @@ def test_synth_notebook_runs_on_the_cluster(dask_address, tmp_path):
     import papermill as pm
     import yaml
     params = yaml.safe_load((paths.PARAMS / "synth" / "tiny.yaml").read_text())
+    # one dataset with today's label (the tiny file's splits and labels have their own tests)
     params.update(backend="dask", scheduler=dask_address, output_dir=str(tmp_path / "synth"),
-                  n=20000, chunk_size=4096)
+                  n=20000, chunk_size=4096, splits=None, label="forward_return")
     out = tmp_path / "synth.ipynb"
     pm.execute_notebook(str(paths.NOTEBOOKS / "synth.ipynb"), str(out), parameters=params,
                         kernel_name="qbt", progress_bar=False, cwd=str(paths.NOTEBOOKS))

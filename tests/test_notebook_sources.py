@@ -21,7 +21,8 @@ WORKLOADS = ["synth", "waves", "marketsim", "straddles", "walkforward"]
 DEFAULTS = os.environ.get("QBT_NOTEBOOK_DEFAULTS") == "1"
 # tiny-file parameters tied to the synthetic market's calendar: a real source's own range
 # is taken from the data instead
-DATE_PARAMS = {"walkforward": ("start", "end"), "straddles": ("start_year", "end_year")}
+DATE_PARAMS = {"walkforward": ("start", "end"), "straddles": ("start_year", "end_year"),
+               "synth": ("splits",)}
 
 
 @pytest.fixture(scope="module")

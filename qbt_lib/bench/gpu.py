@@ -39,7 +39,7 @@ from ..synth import gpu as sgpu
 from ..synth.bench import LOOKBACK, SYMBOLS
 from ..synth.nb import gather_scale_par_nb
 from ..synth.space import Draws
-from ..waves import as_store as _as_store, load_source, scan
+from ..waves import as_store, load_source, scan
 from ..waves import gpu as wgpu
 from . import Bench
 
@@ -291,10 +291,10 @@ def waves(b: Bench, counts: list[int]) -> None:
     tiny = b.tiny
     bars = 2000
     n_sym = 4 if tiny else 500
-    store = _as_store(load_source("synthetic", n_sym, bars, 0))
+    store = as_store(load_source("synthetic", n_sym, bars, 0))
     cores = counts[-1]
     n_curve = 2 if tiny else 48
-    cstore = _as_store(load_source("synthetic", n_curve, bars, 0))
+    cstore = as_store(load_source("synthetic", n_curve, bars, 0))
 
     def sc(k):
         return lambda: scan(cstore, up_to=15, top_k=10, n_jobs=k, backend="threads",
@@ -312,7 +312,7 @@ def waves(b: Bench, counts: list[int]) -> None:
     # a probe on a tenth of the symbols first (it also compiles): a GPU path slower than
     # projected 40 s for the whole universe is measured on the probe's size only
     n_probe = max(1, n_sym // 10)
-    pstore = _as_store(load_source("synthetic", n_probe, bars, 0))
+    pstore = as_store(load_source("synthetic", n_probe, bars, 0))
     scan(pstore, up_to=15, top_k=10, device="gpu", progress=False)
     t = time.perf_counter()
     scan(pstore, up_to=15, top_k=10, device="gpu", progress=False)

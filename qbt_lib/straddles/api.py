@@ -52,33 +52,7 @@ def reference_backtest(store: data.PriceStore, schedule: Schedule, *, rate: floa
 
 def reference_tables(res: dict, assets: list[str]) -> tuple[pa.Table, pa.Table]:
     """The reference's list-of-lists rows and summary as Arrow tables."""
-    code = {a: k for k, a in enumerate(assets)}
-    cols: dict[str, np.ndarray] = {}
-    rows = res["rows"]
-    for j, (name, dt) in enumerate(ROW_COLUMNS):
-        vals = [r[j] for r in rows]
-        if name == "asset":
-            cols[name] = np.array([code[v] for v in vals], np.int32)
-        elif name == "action":
-            cols[name] = np.array([core.ACTIONS.index(v) for v in vals], np.int8)
-        elif name == "date":
-            cols[name] = np.array(vals, "datetime64[D]").astype("datetime64[ns]").view(np.int64)
-        else:
-            cols[name] = np.array(vals, dtype=dt)
-    summ = {}
-    srows = res["summary"]
-    for j, name in enumerate(res["summary_columns"]):
-        vals = [r[j] for r in srows]
-        if name == "asset":
-            summ[name] = np.array([code[v] for v in vals], np.int32)
-        elif name in ("entry_date", "exit_date"):
-            summ[name] = np.array(vals, "datetime64[D]").astype("datetime64[ns]").view(np.int64)
-        elif name in ("year", "month", "i"):
-            summ[name] = np.array(vals, {"year": np.int16}.get(name, np.int8))
-        elif name == "straddle_id":
-            summ[name] = np.array(vals, np.int64)
-        else:
-            summ[name] = np.array(vals, np.float64)
+    cols, summ = core.reference_columns(res, assets, ROW_COLUMNS, core.SUMMARY_DTYPES)
     return rows_table(cols, assets), summary_table(summ, assets)
 
 

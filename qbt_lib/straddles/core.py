@@ -251,6 +251,30 @@ def summary_arrays(sched, dates_ns: np.ndarray, price: np.ndarray, start: np.nda
             "hedged_return": hedged / entry_value}
 
 
+def reference_columns(res: dict, assets: list[str], row_columns, summary_dtypes: dict,
+                      categories: dict | None = None) -> tuple[dict, dict]:
+    """The reference's list-of-lists rows and summary (``res``) as column arrays in the fast
+    paths' dtypes: ``asset``/``action`` (and ``categories``: ``{name: (code_of, dtype)}``)
+    as integer codes, dates as int64 nanoseconds."""
+    code = {a: k for k, a in enumerate(assets)}
+    cats = {"asset": (code.__getitem__, np.int32), "action": (ACTIONS.index, np.int8),
+            **(categories or {})}
+
+    def column(vals: list, name: str, dt) -> np.ndarray:
+        if name in cats:
+            f, t = cats[name]
+            return np.array([f(v) for v in vals], t)
+        if name in ("date", "entry_date", "exit_date"):
+            return np.array(vals, "datetime64[D]").astype("datetime64[ns]").view(np.int64)
+        return np.array(vals, dt)
+    cols = {name: column([r[j] for r in res["rows"]], name, dt)
+            for j, (name, dt) in enumerate(row_columns)}
+    summ = {name: column([r[j] for r in res["summary"]], name,
+                         summary_dtypes.get(name, np.float64))
+            for j, name in enumerate(res["summary_columns"])}
+    return cols, summ
+
+
 def summary_table(cols: dict[str, np.ndarray], assets: list[str]) -> pa.Table:
     arrays = []
     for name in SUMMARY_COLUMNS:

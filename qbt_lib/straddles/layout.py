@@ -100,31 +100,9 @@ def empty_summary(n: int) -> dict[str, np.ndarray]:
 
 def reference_tables(res: dict, assets: list[str]) -> tuple[pa.Table, pa.Table]:
     """The reference's list rows and summary as Arrow tables (the fast paths' layout)."""
-    code = {a: k for k, a in enumerate(assets)}
-    names = [n for n, _ in X_ROW_COLUMNS]
-    cols = {}
-    for j, (name, dt) in enumerate(X_ROW_COLUMNS):
-        vals = [r[j] for r in res["rows"]]
-        if name == "asset":
-            cols[name] = np.array([code[v] for v in vals], np.int32)
-        elif name == "action":
-            cols[name] = np.array([core.ACTIONS.index(v) for v in vals], np.int8)
-        elif name == "date":
-            cols[name] = np.array(vals, "datetime64[D]").astype("datetime64[ns]").view(np.int64)
-        else:
-            cols[name] = np.array(vals, dtype=dt)
-    assert names == res["columns"]
-    summ = {}
-    for j, name in enumerate(res["summary_columns"]):
-        vals = [r[j] for r in res["summary"]]
-        if name == "asset":
-            summ[name] = np.array([code[v] for v in vals], np.int32)
-        elif name in ("entry_date", "exit_date"):
-            summ[name] = np.array(vals, "datetime64[D]").astype("datetime64[ns]").view(np.int64)
-        elif name == "exit_reason":
-            summ[name] = np.array([EXIT_REASONS.index(v) for v in vals], np.int8)
-        else:
-            summ[name] = np.array(vals, X_SUMMARY_DTYPES.get(name, np.float64))
+    assert [n for n, _ in X_ROW_COLUMNS] == res["columns"]
+    cols, summ = core.reference_columns(res, assets, X_ROW_COLUMNS, X_SUMMARY_DTYPES,
+                                        {"exit_reason": (EXIT_REASONS.index, np.int8)})
     return rows_table(cols, assets), summary_table(summ, assets)
 
 

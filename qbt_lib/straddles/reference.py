@@ -139,6 +139,16 @@ def run(prices: dict[str, float], assets: list[str], start_year: int, end_year: 
         hedge: bool = True) -> dict:
     """Value every straddle, one at a time. Returns the original's table shape:
     ``{"columns", "rows", "summary_columns", "summary", "skipped"}`` (lists)."""
+    return run_grid(prices, assets, start_year, end_year, per_month,
+                    lambda *key: straddle_rows(*key, tenor, rate, side, hedge),
+                    COLUMNS, SUMMARY)
+
+
+def run_grid(prices: dict[str, float], assets: list[str], start_year: int, end_year: int,
+             per_month: int, value, columns: list[str], summary_columns: list[str]) -> dict:
+    """The schedule's grid (asset, year, month, i), one position at a time: ``value(prices,
+    asset, y, m, i, sid, calendar, month_days)`` returns its ``(rows, summary, skipped
+    reason)``. Shared by :func:`run` and the structures' reference."""
     n_years = end_year - start_year + 1
     rows, summary, skipped = [], [], []
     for code, asset in enumerate(assets):
@@ -150,12 +160,11 @@ def run(prices: dict[str, float], assets: list[str], start_year: int, end_year: 
             for m in range(1, 13):
                 for i in range(per_month):
                     sid = ((code * n_years + (y - start_year)) * 12 + (m - 1)) * per_month + i
-                    r, s, why = straddle_rows(prices, asset, y, m, i, sid, calendar,
-                                              month_days, tenor, rate, side, hedge)
+                    r, s, why = value(prices, asset, y, m, i, sid, calendar, month_days)
                     if why is not None:
                         skipped.append([asset, y, m, i, sid, why])
                         continue
                     rows.extend(r)
                     summary.append(s)
-    return {"columns": COLUMNS, "rows": rows, "summary_columns": SUMMARY, "summary": summary,
-            "skipped": skipped}
+    return {"columns": columns, "rows": rows, "summary_columns": summary_columns,
+            "summary": summary, "skipped": skipped}

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 
 from .core import ACTIONS, CALENDAR_DAYS, INV_SQRT2, INV_SQRT_2PI, TRADING_DAYS
-from .reference import asset_calendar, lookup_prices, straddle_days
+from .reference import lookup_prices, run_grid, straddle_days
 from .spec import EXIT_REASONS, Spec, strikes_scalar
 
 COLUMNS = ["asset", "year", "month", "i", "straddle_id", "date", "day", "S", "K", "K_call",
@@ -166,24 +166,7 @@ def straddle_rows(prices, asset, year, month, i, sid, calendar, month_days, teno
 def run(prices: dict[str, float], assets: list[str], start_year: int, end_year: int,
         per_month: int, tenor: int, rate: float, side: float, hedge: bool,
         spec: Spec) -> dict:
-    """Every structure of the grid, one at a time (the shape of ``reference.run``)."""
-    n_years = end_year - start_year + 1
-    rows, summary, skipped = [], [], []
-    for code, asset in enumerate(assets):
-        calendar = asset_calendar(prices, asset)
-        month_days: dict[tuple[int, int], list[int]] = {}
-        for pos, d in enumerate(calendar):
-            month_days.setdefault((int(d[:4]), int(d[5:7])), []).append(pos)
-        for y in range(start_year, end_year + 1):
-            for m in range(1, 13):
-                for i in range(per_month):
-                    sid = ((code * n_years + (y - start_year)) * 12 + (m - 1)) * per_month + i
-                    r, s, why = straddle_rows(prices, asset, y, m, i, sid, calendar,
-                                              month_days, tenor, rate, side, hedge, spec)
-                    if why is not None:
-                        skipped.append([asset, y, m, i, sid, why])
-                        continue
-                    rows.extend(r)
-                    summary.append(s)
-    return {"columns": COLUMNS, "rows": rows, "summary_columns": SUMMARY, "summary": summary,
-            "skipped": skipped}
+    """Every structure of the grid, one at a time (``reference.run``'s grid)."""
+    return run_grid(prices, assets, start_year, end_year, per_month,
+                    lambda *key: straddle_rows(*key, tenor, rate, side, hedge, spec),
+                    COLUMNS, SUMMARY)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..pinned import pinned_empty, to_device, to_host  # noqa: F401  (re-exported)
+from ..pinned import to_device, to_host
 from . import xp as xpk
 from .batch import Batch, list_values as _list_values
 from .space import FIELDS, Draws, SampleSpace

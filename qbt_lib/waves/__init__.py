@@ -51,7 +51,6 @@ from .api import compare_impls, find_impulses, run, scan, scan_series, warm_up
 from .enums import CHECKS, DIRECTIONS, RULE_SETS
 from .params import AUTO_GPU, CONSTRAINTS, DEFAULTS, IMPLS, WHY_CPU
 from .prices import as_store, check_prices, load_source
-from .prices import as_store as _as_store  # noqa: F401  (the name qbt_lib.bench.gpu imports)
 from .reference import n_tuples
 from .results import PATTERN_COLUMNS, WaveScan, write_patterns
 from .score import pivot_values, score_patterns

@@ -127,8 +127,8 @@ def scan_batched(xp: Any, store: Any, plan: list[dict], directions: list[str],
         per_rules = []
         for rs in rule_sets:
             s_of, job, piv, rej, built, kept = gpu.search(
-                series, jobs, up_to, rs, xp=xp, batch_jobs=batch_jobs or
-                gpu.DEFAULT_BATCH_JOBS, windows=wins, top_k=top_k)
+                series, jobs, up_to, rs, xp=xp, batch_jobs=batch_jobs, windows=wins,
+                top_k=top_k)
             # rows come sorted by series: one slice per symbol (a mask per symbol would
             # scan every row once per symbol)
             bounds = np.searchsorted(s_of, np.arange(len(plan) + 1))

@@ -283,13 +283,15 @@ def speedup_vs_reference(timing: pd.DataFrame) -> float:
 
 def headline_figures(timing: pd.DataFrame) -> dict[str, str]:
     """The report's headline keys from a :func:`~qbt_lib.marketsim.compare_impls` table:
-    the fastest configuration's throughput on the universe; the one named speed-up (numba on
-    one core against the reference on one core, on the same symbols); threads and processes
-    against one thread; the GPU's time."""
+    the throughput of one named case on the universe (numba on one thread; the first
+    universe row where the table has none), never the fastest of the rows; the one named
+    speed-up (numba on one core against the reference on one core, on the same symbols);
+    threads and processes against one thread; the GPU's time."""
     uni = timing[timing["work"] == "universe"]
     sub = timing[timing["work"] == "reference subset"]
-    best = uni["seconds"].idxmin()
-    out = {"throughput": f"{uni.loc[best, 'throughput']:.0f} symbol-sims/s ({best})"}
+    one = uni[(uni["impl_name"] == "numba") & (uni["n_jobs"] == 1)]
+    named = (one if len(one) else uni).index[0]
+    out = {"throughput": f"{uni.loc[named, 'throughput']:.0f} symbol-sims/s ({named})"}
     fast = sub[sub["impl_name"] == "numba"]
     out["speedup_vs_reference"] = (
         f"{speedup_vs_reference(timing):.0f}x (numba vs reference, one core each, "

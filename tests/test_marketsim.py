@@ -503,6 +503,18 @@ def test_compare_impls_times_every_engine_on_the_same_work(frames, numba_result,
     assert len(doc["timing_table"]) == 3
 
 
+@pytest.mark.gpu
+def test_compare_impls_adds_the_cupy_row_on_a_gpu(frames, numba_result):
+    """On a GPU machine the universe block gains one CuPy row, timed on the same work and
+    with the same answers (within marketsim's tolerance) as numba sequential."""
+    t = ms.compare_impls(frames, n_jobs=1, backends=("sequential",), repeats=1, **SMALL)
+    uni = t[t["work"] == "universe"]
+    assert list(uni["impl_name"]) == ["numba", "cupy"]
+    assert list(uni.index) == ["numba sequential", "cupy (GPU)"]
+    assert uni["same_answers"].all() and (uni["throughput"] > 0).all()
+    assert numba_result.headline_figures(t)["gpu"].endswith("x one CPU thread)")
+
+
 def test_run_writes_its_outputs_when_given_output_dir(frames, numba_result, tmp_path):
     r = ms.run(frames, impl="numba", backend="sequential", progress=False,
                output_dir=tmp_path / "out", **SMALL)

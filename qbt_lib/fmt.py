@@ -12,13 +12,19 @@ from typing import Any
 from . import paths
 
 
-def human(x: Any) -> str:
-    """A number for people: 2,304 / 3.16k / 7.69M / 0.73 (3 significant digits)."""
+def _finite(x: Any) -> float | None:
+    """``x`` as a finite float, or None (missing, text, NaN, inf: shown as ``-``)."""
     try:
         x = float(x)
     except (TypeError, ValueError):
-        return "-"
-    if not math.isfinite(x):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def human(x: Any) -> str:
+    """A number for people: 2,304 / 3.16k / 7.69M / 0.73 (3 significant digits)."""
+    x = _finite(x)
+    if x is None:
         return "-"
     a = abs(x)
     if x == int(x) and a < 1e4:
@@ -31,11 +37,8 @@ def human(x: Any) -> str:
 
 def times(x: Any) -> str:
     """A speed-up for people: 3,077x / 44.4x / 1.71x / 0.075x."""
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return "-"
-    if not math.isfinite(x):
+    x = _finite(x)
+    if x is None:
         return "-"
     if x >= 100:
         return f"{x:,.0f}x"

@@ -173,6 +173,20 @@ def _kv(name: str, value: str, kinds: tuple[str, ...]) -> tuple[str, str]:
     return m.group(1), m.group(2)
 
 
+def _kv_number(value: str, kinds: tuple[str, ...], usage: str, given: Any
+               ) -> tuple[str, float, bool]:
+    """``(kind, number, ended in %)`` of ``'kind:number'`` or ``'kind:number%'`` (the
+    number as written); anything else is ``usage`` with the value ``given``."""
+    try:
+        kind, text = _kv("", value, kinds)
+    except ValueError:
+        raise ValueError(f"{usage}, got {given!r}") from None
+    pct = text.endswith("%")
+    if not re.fullmatch(_NUM, text.rstrip("%")):
+        raise ValueError(f"{usage}, got {given!r}")
+    return kind, float(text.rstrip("%")), pct
+
+
 def parse_wing(structure: str, wing: Any) -> tuple[str, float]:
     """``(kind, value)`` of a ``wing`` for ``structure`` (see the module docstring)."""
     usage = ("wing must be None (at the money), 'delta:D' (0 < D <= 0.5, or 1..50 for "
@@ -188,17 +202,11 @@ def parse_wing(structure: str, wing: Any) -> tuple[str, float]:
                          "out-of-the-money wings use structure='strangle'")
     if not isinstance(wing, str):
         raise ValueError(f"{usage}, got {wing!r}")
-    try:
-        kind, text = _kv("wing", wing, ("delta", "moneyness"))
-    except ValueError:
-        raise ValueError(f"{usage}, got {wing!r}") from None
-    pct = text.endswith("%")
-    if not re.fullmatch(_NUM, text.rstrip("%")):
-        raise ValueError(f"{usage}, got {wing!r}")
-    x = float(text.rstrip("%")) / (100.0 if pct else 1.0)
+    kind, num, pct = _kv_number(wing, ("delta", "moneyness"), usage, wing)
+    x = num / (100.0 if pct else 1.0)
     if kind == "delta":
         if pct or 1.0 <= x <= 50.0:   # "delta:25" or "delta:25%": the 25-delta wing
-            x = float(text.rstrip("%")) / 100.0
+            x = num / 100.0
         if not 0.0 < x <= 0.5:
             raise ValueError(f"wing={wing!r}: the wing delta must be in (0, 0.5] "
                              "(0.25 or 25 for the 25-delta wing)")
@@ -224,14 +232,7 @@ def parse_spread(spread: Any) -> tuple[str, float]:
     s = spread.strip().lower()
     if re.fullmatch(_NUM, s):
         return parse_spread(float(s))
-    try:
-        kind, text = _kv("spread", s, ("vol", "premium"))
-    except ValueError:
-        raise ValueError(f"{usage}, got {spread!r}") from None
-    pct = text.endswith("%")
-    if not re.fullmatch(_NUM, text.rstrip("%")):
-        raise ValueError(f"{usage}, got {spread!r}")
-    x = float(text.rstrip("%"))
+    kind, x, pct = _kv_number(s, ("vol", "premium"), usage, spread)
     if kind == "vol":
         if pct or not 0.0 <= x <= 100.0:
             raise ValueError(f"spread={spread!r}: the width in vol points must be in "

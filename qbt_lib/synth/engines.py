@@ -21,6 +21,7 @@ uses instead of chunks when the backend runs in-process.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import numba
@@ -57,29 +58,29 @@ def build_reference(space: SampleSpace, draws: dict, with_windows: bool = True,
     return reference.build_samples(space, draws, with_windows, label)
 
 
-def build_numpy(space: SampleSpace, draws: dict, with_windows: bool = True,
-                out: np.ndarray | None = None, label: LabelSpec = DEFAULT_LABEL) -> Built:
+def _build_host(impl: str, gather: Callable[..., Any], space: SampleSpace, draws: dict,
+                with_windows: bool, out: np.ndarray | None, label: LabelSpec) -> Built:
+    """The NumPy and Numba engines: the same columns, the windows by ``gather(prices,
+    key_start, key_scale, key, ohlcv)``."""
     tables = space.tables()
     key = np.asarray(draws["key"], np.int64)
-    cols = _add_label(xpk.sample_columns(np, tables, draws), space, draws, label, "numpy")
+    cols = _add_label(xpk.sample_columns(np, tables, draws), space, draws, label, impl)
     if not with_windows:
         return cols, None
     ohlcv = _windows_buffer(space, len(key), out)
-    xpk.gather_scale(np, tables["prices"], tables["key_start"], tables["key_scale"], key,
-                     ohlcv)
+    gather(tables["prices"], tables["key_start"], tables["key_scale"], key, ohlcv)
     return cols, ohlcv
+
+
+def build_numpy(space: SampleSpace, draws: dict, with_windows: bool = True,
+                out: np.ndarray | None = None, label: LabelSpec = DEFAULT_LABEL) -> Built:
+    return _build_host("numpy", functools.partial(xpk.gather_scale, np), space, draws,
+                       with_windows, out, label)
 
 
 def build_numba(space: SampleSpace, draws: dict, with_windows: bool = True,
                 out: np.ndarray | None = None, label: LabelSpec = DEFAULT_LABEL) -> Built:
-    tables = space.tables()
-    key = np.asarray(draws["key"], np.int64)
-    cols = _add_label(xpk.sample_columns(np, tables, draws), space, draws, label, "numba")
-    if not with_windows:
-        return cols, None
-    ohlcv = _windows_buffer(space, len(key), out)
-    gather_scale_nb(tables["prices"], tables["key_start"], tables["key_scale"], key, ohlcv)
-    return cols, ohlcv
+    return _build_host("numba", gather_scale_nb, space, draws, with_windows, out, label)
 
 
 def build_cupy(space: SampleSpace, draws: dict, with_windows: bool = True,

@@ -34,11 +34,10 @@ from ..parallel import available_cores
 from ..straddles import backtest, build_schedule, core, load_market
 from ..straddles.gpu import device_throughput
 from ..straddles.schedule import asset_days
-from ..synth import draw_config, open_dataset, sample_space, write_dataset
-from ..synth import gpu as sgpu
+from ..synth import draw_config, sample_space
+from ..synth import bench as synth_bench
 from ..synth.bench import LOOKBACK, SYMBOLS
 from ..synth.nb import gather_scale_par_nb
-from ..synth.space import Draws
 from ..waves import as_store, load_source, scan
 from ..waves import gpu as wgpu
 from . import Bench
@@ -112,8 +111,7 @@ def synth(b: Bench, counts: list[int]) -> None:
     cfg = draw_config(0)
     m = (1 << 16) if tiny else (1 << 23)
     row_bytes = 5 * LOOKBACK * 4
-    keys = np.concatenate([Draws(cfg, space.n_keys).take(a, min(m, a + (1 << 22)))["key"]
-                           for a in range(0, m, 1 << 22)])
+    keys = synth_bench.gpu_keys(space, cfg, m)
     t = space.tables()
     out = np.empty((5, m, LOOKBACK), np.float32)
     cores = counts[-1]
@@ -132,61 +130,24 @@ def synth(b: Bench, counts: list[int]) -> None:
         return
     import cupy as cp
 
-    ds = sgpu.device_space(space)
-    key_dev = sgpu.to_device(keys)
-    dev_out = cp.empty((5, m, LOOKBACK), cp.float32)
-
-    def kern() -> None:
-        sgpu.gather_scale_device(ds, key_dev, dev_out)
-        cp.cuda.get_current_stream().synchronize()
-    g = b.measure(f"cupy gather+scale kernel, {m:,} samples (device memory)", kern,
-                  impl="cupy", size=m, unit="samples", device="gpu", nbytes=m * row_bytes,
-                  repeats=10)
-    # every 4th sample's windows (a full copy back would cost seconds of the lease)
-    same = bool(np.array_equal(cp.asnumpy(dev_out[:, ::4]), out[:, ::4]))
-    b.same_answers(f"gather+scale: GPU windows vs {cores}-thread CPU windows (every 4th of "
-                   f"{m:,} samples, bitwise)", same)
-    b.ratio(f"gather+scale, GPU vs {cores} CPU threads", g, cpu,
-            same=f"{m:,} samples gathered and scaled into memory of the device that runs it")
-    del dev_out, out
-
-    def generic() -> None:
-        o = sgpu.gather_scale_device(ds, key_dev, use_kernel=False)
-        cp.cuda.get_current_stream().synchronize()
-        return o.shape
-    b.measure("cupy array-generic gather+scale (device)", generic, impl="cupy-xp", size=m,
-              unit="samples", device="gpu", nbytes=m * row_bytes, repeats=3)
-    m2 = min(m, 1 << 22)
-
-    def e2e() -> None:
-        sgpu.materialize_device(space, cfg, 0, m2)
-        cp.cuda.get_current_stream().synchronize()
-    b.measure("cupy: CPU draws + pinned upload + device gather+scale", e2e, impl="cupy",
-              size=m2, unit="samples", device="gpu", nbytes=m2 * row_bytes, repeats=3)
-    host = np.ones(1 << 28, np.uint8)
-    h2d = b.measure("pinned-staged host->device copy (256 MiB)", lambda: sgpu.to_device(host),
-                    impl="cupy", size=host.nbytes, unit="bytes", device="gpu",
-                    nbytes=host.nbytes, repeats=5)
-    h2d.pop("_result", None)
-    dev = sgpu.to_device(host)
-    d2h = b.measure("pinned-staged device->host copy (256 MiB)", lambda: sgpu.to_host(dev),
-                    impl="cupy", size=host.nbytes, unit="bytes", device="gpu",
-                    nbytes=host.nbytes, repeats=5)
-    d2h.pop("_result", None)
-    del dev
+    def same_windows(dev_out) -> None:
+        # every 4th sample's windows (a full copy back would cost seconds of the lease)
+        b.same_answers(f"gather+scale: GPU windows vs {cores}-thread CPU windows (every 4th "
+                       f"of {m:,} samples, bitwise)",
+                       bool(np.array_equal(cp.asnumpy(dev_out[:, ::4]), out[:, ::4])))
     tmp = Path(tempfile.mkdtemp(dir=paths.cache_dir()))
     try:
         n = (1 << 16) if tiny else (1 << 21)
-        write_dataset(tmp / "norm", n, space, cfg, impl="cupy", progress=False)
-        dsn = open_dataset(tmp / "norm")
-
-        def it(device) -> int:
-            return sum(len(x) for x in dsn.loader(batch_size=1 << 18, device=device))
-        lc = b.measure("loader: normalized -> host batches", lambda: it("cpu"), impl="numba",
-                       size=n, unit="samples", nbytes=n * row_bytes, repeats=3)
-        lg = b.measure("loader: normalized -> device batches (pinned)", lambda: it("gpu"),
-                       impl="cupy", size=n, unit="samples", device="gpu",
-                       nbytes=n * row_bytes, repeats=3)
+        cases = synth_bench.gpu_cases(b, space, cfg, keys, tmp, loader_samples=n,
+                                      check_windows=same_windows)
+        del out
+        g, h2d, lg, dsn = (cases[k] for k in ("kernel", "h2d", "loader", "dataset"))
+        b.ratio(f"gather+scale, GPU vs {cores} CPU threads", g, cpu,
+                same=f"{m:,} samples gathered and scaled into memory of the device that "
+                     "runs it")
+        lc = b.measure("loader: normalized -> host batches",
+                       lambda: sum(len(x) for x in dsn.loader(batch_size=1 << 18)),
+                       impl="numba", size=n, unit="samples", nbytes=n * row_bytes, repeats=3)
         b.ratio("loader: device batches vs host batches", lg, lc,
                 same=f"{n:,} samples read and windows built, batches of 2^18")
         b.same_answers("loader: device batches vs host batches", all(

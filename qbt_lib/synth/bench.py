@@ -28,6 +28,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numba
 import numpy as np
@@ -452,46 +453,74 @@ def _loader(bench: Bench, space, cfg, tmp: Path) -> None:
 
 
 # --------------------------------------------------------------------------- GPU
-def _gpu(bench: Bench, space, cfg, tmp: Path) -> None:
-    import cupy as cp
-    m = (1 << 22) if bench.quick else (1 << 24)
-    ds = gpu.device_space(space)
-    keys = np.concatenate([Draws(cfg, space.n_keys).take(a, min(m, a + (1 << 22)))["key"]
+def gpu_keys(space, cfg, m: int) -> np.ndarray:
+    """The keys of samples ``[0, m)`` (drawn in blocks of 2^22), the GPU cases' input."""
+    return np.concatenate([Draws(cfg, space.n_keys).take(a, min(m, a + (1 << 22)))["key"]
                            for a in range(0, m, 1 << 22)])
+
+
+def gpu_cases(bench: Bench, space, cfg, keys: np.ndarray, tmp: Path, *, loader_samples: int,
+              check_windows: Any = None) -> dict:
+    """synth's GPU cases, timed into ``bench`` (this bench's ``_gpu`` and the device run,
+    :mod:`qbt_lib.bench.gpu`, both call it): the gather+scale kernel of ``keys`` into device
+    memory (``check_windows(device windows)`` runs right after it), its array-generic
+    fallback, CPU draws + pinned upload + device gather+scale, pinned-staged copies of 256 MiB
+    each way, and the loader feeding device batches from a normalized dataset of
+    ``loader_samples`` written under ``tmp``. Returns the ``kernel``, ``h2d`` and ``loader``
+    cases and the ``dataset``."""
+    import cupy as cp
+    m = len(keys)
+    row_bytes = 5 * LOOKBACK * 4
+    ds = gpu.device_space(space)
     key_dev = gpu.to_device(keys)
     out = cp.empty((5, m, LOOKBACK), cp.float32)
-    row_bytes = 5 * LOOKBACK * 4
 
-    def kern() -> None:
-        gpu.gather_scale_device(ds, key_dev, out)
-        cp.cuda.get_current_stream().synchronize()
-
-    def generic() -> None:
-        gpu.gather_scale_device(ds, key_dev, out, use_kernel=False)
-        cp.cuda.get_current_stream().synchronize()
-    k = bench.measure("cupy: gather+scale kernel (device memory)", kern, impl="cupy",
-                      size=m, unit="samples", device="gpu", nbytes=m * row_bytes, repeats=5)
-    bench.measure("cupy: array-generic gather+scale (device)", generic, impl="cupy-xp",
-                  size=m, unit="samples", device="gpu", nbytes=m * row_bytes, repeats=3)
-    m2 = min(m, 1 << 22)
-
-    def e2e() -> None:
-        gpu.materialize_device(space, cfg, 0, m2)
-        cp.cuda.get_current_stream().synchronize()
-    bench.measure("cupy: CPU draws + upload + device gather+scale", e2e, impl="cupy",
-                  size=m2, unit="samples", device="gpu", nbytes=m2 * row_bytes, repeats=3)
-    bench.headline["gpu_samples_per_s"] = k["throughput"]
-    bench.headline["gpu_target_500M_ok"] = bool(k["throughput"] >= 5e8)
+    def on_device(fn):
+        def timed() -> None:
+            fn()
+            cp.cuda.get_current_stream().synchronize()
+        return timed
+    k = bench.measure(f"cupy gather+scale kernel, {m:,} samples (device memory)",
+                      on_device(lambda: gpu.gather_scale_device(ds, key_dev, out)),
+                      impl="cupy", size=m, unit="samples", device="gpu",
+                      nbytes=m * row_bytes, repeats=10)
+    if check_windows is not None:
+        check_windows(out)
+    bench.measure("cupy array-generic gather+scale (device)",
+                  on_device(lambda: gpu.gather_scale_device(ds, key_dev, out,
+                                                            use_kernel=False)),
+                  impl="cupy-xp", size=m, unit="samples", device="gpu", nbytes=m * row_bytes,
+                  repeats=3)
     del out
+    m2 = min(m, 1 << 22)
+    bench.measure("cupy: CPU draws + pinned upload + device gather+scale",
+                  on_device(lambda: gpu.materialize_device(space, cfg, 0, m2)), impl="cupy",
+                  size=m2, unit="samples", device="gpu", nbytes=m2 * row_bytes, repeats=3)
     host = np.ones(1 << 28, np.uint8)
-    bench.measure("cupy: pinned-staged host->device copy", lambda: gpu.to_device(host),
-                  impl="cupy", size=host.nbytes, unit="bytes", device="gpu",
-                  nbytes=host.nbytes, repeats=3)
-    n = 1 << 21
+    h2d = bench.measure("pinned-staged host->device copy (256 MiB)",
+                        lambda: gpu.to_device(host), impl="cupy", size=host.nbytes,
+                        unit="bytes", device="gpu", nbytes=host.nbytes, repeats=5)
+    h2d.pop("_result", None)
+    dev = gpu.to_device(host)
+    d2h = bench.measure("pinned-staged device->host copy (256 MiB)", lambda: gpu.to_host(dev),
+                        impl="cupy", size=host.nbytes, unit="bytes", device="gpu",
+                        nbytes=host.nbytes, repeats=5)
+    d2h.pop("_result", None)
+    del dev, host
+    n = loader_samples
     write_dataset(tmp / "gpu-norm", n, space, cfg, impl="cupy", progress=False)
     dsn = open_dataset(tmp / "gpu-norm")
+    lg = bench.measure("loader: normalized -> device batches (pinned)",
+                       lambda: sum(len(x) for x in dsn.loader(batch_size=1 << 18,
+                                                              device="gpu")),
+                       impl="cupy", size=n, unit="samples", device="gpu",
+                       nbytes=n * row_bytes, repeats=3)
+    return {"kernel": k, "h2d": h2d, "loader": lg, "dataset": dsn}
 
-    def it() -> int:
-        return sum(len(b) for b in dsn.loader(batch_size=1 << 18, device="gpu"))
-    bench.measure("loader: normalized -> device batches", it, impl="cupy", size=n,
-                  unit="samples", device="gpu", nbytes=n * row_bytes, repeats=3)
+
+def _gpu(bench: Bench, space, cfg, tmp: Path) -> None:
+    m = (1 << 22) if bench.quick else (1 << 24)
+    k = gpu_cases(bench, space, cfg, gpu_keys(space, cfg, m), tmp,
+                  loader_samples=1 << 21)["kernel"]
+    bench.headline["gpu_samples_per_s"] = k["throughput"]
+    bench.headline["gpu_target_500M_ok"] = bool(k["throughput"] >= 5e8)

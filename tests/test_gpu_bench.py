@@ -50,7 +50,10 @@ def test_device_run_synth_section_runs_with_a_cupy_stand_in(tmp_path):
         "loader: normalized -> device batches (pinned)"]
     assert "loader: normalized -> host batches" in names
     assert [x["ok"] for x in d["notes"]["same_answers"]] == [True, True]
-    ratios = [x["name"] for x in d["ratios"]]
+    ratios = [x["name"] for x in d["ratios"] if x.get("kind") != "efficiency"]
+    assert [x["name"] for x in d["ratios"] if x.get("kind") == "efficiency"] == [
+        "numba gather+scale, 65,536 samples: 2 workers vs 1"]
+    assert "gpu" not in d["notes"]       # "not measured" is noted only where no GPU is
     assert len(ratios) == 2
     assert ratios[0].startswith("gather+scale, GPU vs 2 CPU threads (same 65,536 samples")
     assert ratios[1].startswith("loader: device batches vs host batches (same 65,536")

@@ -124,10 +124,8 @@ def _fit_predict(cfg: WalkForwardConfig, X_train: pd.DataFrame, y_train: pd.Seri
         est.fit(scaler.transform(X_train.to_numpy()), y_train.to_numpy())
         pred = est.predict(scaler.transform(X_test.to_numpy()))
         return np.asarray(pred, dtype=np.float64), importance_of(cfg.model, est)
-    est = estimators.prepare(cfg.model, estimators.task_seed(cfg.seed, fold, asset))
-    est.fit(X_train.to_numpy(), y_train.to_numpy())
-    pred = np.asarray(est.predict(X_test.to_numpy()), dtype=np.float64).reshape(-1)
-    return pred, estimators.importance(est, X_train.shape[1])
+    return estimators.fit_predict(cfg.model, X_train.to_numpy(), y_train.to_numpy(),
+                                  X_test.to_numpy(), estimators.task_seed(cfg.seed, fold, asset))
 
 
 class _Book:

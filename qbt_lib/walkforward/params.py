@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..data import check_source
+from ..data import as_date, check_source
 from ..data import span as data_span
 from ..device import IMPLS as VOCABULARY
 from ..parallel import BACKENDS, resolve_n_jobs
@@ -62,19 +62,6 @@ DEFAULTS: dict[str, Any] = dict(
 )
 
 
-def _as_date(name: str, value: Any) -> pd.Timestamp | None:
-    """``None`` (resolved from the data by :func:`make_config`) or a date."""
-    if value is None:
-        return None
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise ValueError(f"{name} must be a date like '2020-01-31', got {value!r}") from None
-    if ts is pd.NaT or pd.isna(ts):
-        raise ValueError(f"{name} must be a date like '2020-01-31', got {value!r}")
-    return ts.tz_localize(None) if ts.tz is not None else ts
-
-
 def _model(name: str, value: Any) -> Any:
     """A built-in name (case-insensitive) or a scikit-learn estimator (:mod:`.estimators`)."""
     if isinstance(value, str) or not estimators.is_estimator(value):
@@ -94,8 +81,8 @@ def _impl(name: str, value: Any) -> str:
 
 CONSTRAINTS: dict[str, Any] = dict(
     symbols=None, assets=None,            # checked by qbt_lib.data against the source
-    start=Check(_as_date, "None or a date"),
-    end=Check(_as_date, "None or a date"),
+    start=Check(as_date, "None or a date"),
+    end=Check(as_date, "None or a date"),
     fold_length=Interval(int, MIN_FOLD_LENGTH, None),
     step_size=Interval(int, 1, None),
     test_length=AnyOf(None, Interval(int, 1, None)),

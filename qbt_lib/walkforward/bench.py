@@ -16,7 +16,7 @@ from . import nb
 from .api import fresh_cache_dir
 from .api import run as wf_run
 from .reference import _wilder
-from .results import agreement
+from .results import agreement, same_answers
 
 KERNELS = ("sma", "ema", "rsi", "stddev", "zscore", "momentum", "volume_ratio", "atr")
 #: the figures asv tracks (``benchmarks/benchmarks.py``): key -> unit
@@ -148,8 +148,7 @@ def bench_workloads(bench, sizes, repeats: int, headline: str | None = None) -> 
         agree = agreement(ref["_result"], warm[1]["_result"])
         bench.note(f"{size} reference vs numba", agree)
         bench.same_answers(f"{size}: numba vs reference (positions, metrics within 1e-9)",
-                           agree["positions_identical"] and agree["max_metric_diff"] <= 1e-9,
-                           agree)
+                           same_answers(ref["_result"], warm[1]["_result"]), agree)
         target = 10.0 if size == "large" else None
         same = f"ridge, {n_tasks} fold-assets, same results"
         for nj, c in warm.items():
@@ -183,8 +182,8 @@ def bench_parallel(bench, size: str, n_estimators: int, repeats: int) -> float:
                          warmup=0, **unit)
     same = agreement(one["_result"], many["_result"])
     bench.note(f"random_forest n_jobs=1 vs {cores}", same)
-    bench.same_answers(f"random_forest: n_jobs=1 vs {cores}", same["positions_identical"]
-                       and same["max_metric_diff"] <= 1e-9, same)
+    bench.same_answers(f"random_forest: n_jobs=1 vs {cores}",
+                       same_answers(one["_result"], many["_result"]), same)
     # the speed-up is the efficiency times the workers: one figure, re-measured when above
     # 100% (a separate speed-up ratio could keep a superlinear first measurement)
     eff = bench.efficiency(f"random_forest tasks, 1 -> {cores} workers ({unit['size']} "

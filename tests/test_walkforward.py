@@ -561,10 +561,13 @@ def test_splitter_horizon_one_is_the_workload_layout():
     np.testing.assert_array_equal(te1, np.arange(15, 20))     # trade bars 16..20
     assert cv.windows(30)[1] == (4, 14, 16, 21)
     assert len(cv.windows(30)) == cv.get_n_splits(np.zeros(30)) == 4   # (30 - 17) // 4 + 1
+    # the workload's layout is this splitter's, by hand: anchored at bar 10, train to
+    # 130 + 60k, 2 bars of embargo, 60 test bars, while they end by bar 400
     cfg = wf.make_config(**TINY_CFG, gap=2, anchored=True)
-    assert config.fold_windows(10, 400, cfg) == cfg.splitter.windows(400, 10)
-    assert cfg.splitter.rows(cfg.splitter.windows(400, 10)[2]) == \
-        config.fold_rows(cfg.splitter.windows(400, 10)[2])
+    w = [(10, 130, 132, 192), (10, 190, 192, 252), (10, 250, 252, 312), (10, 310, 312, 372)]
+    assert config.fold_windows(10, 400, cfg) == cfg.splitter.windows(400, 10) == w
+    assert config.fold_rows(w[2]) == cfg.splitter.rows(w[2]) == (slice(10, 249),
+                                                                 slice(251, 311))
 
 
 def test_splitter_in_cross_val_score_equals_a_manual_loop():

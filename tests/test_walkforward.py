@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from qbt_lib import walkforward as wf
-from qbt_lib.data import load_ohlcv, synthetic_market
+from qbt_lib.data import synthetic_market
 from qbt_lib.walkforward import config, fast, nb
 from qbt_lib.walkforward import features as F
 from qbt_lib.walkforward.reference import features_pandas

@@ -7,7 +7,6 @@ Python twins are in ``reference_research.py``.
 """
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 from .nb import _sign, strategy_day_nb, window_metrics_nb

@@ -34,7 +34,7 @@ from ..data import load, source_label, symbol_names, synthetic_market
 from ..parallel import chunk_seed
 from . import estimators
 from .features import FEATURES, LOOKBACK
-from .featureset import BUILTIN, Feature, resolve
+from .featureset import BUILTIN, Feature
 from .splitter import WalkForwardSplit
 
 MODELS = ("ridge", "random_forest", "hist_gb")

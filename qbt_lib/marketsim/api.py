@@ -316,8 +316,7 @@ def compare_impls(frames: Mapping[str, pd.DataFrame], *, n_jobs: Any = -1,
         jobs = 1 if b == "sequential" else n
         uni[_LABELS[b].format(n=jobs)] = ("numba", jobs, call(
             frames, "numba", device="cpu", backend=b, n_jobs=jobs, scheduler=scheduler))
-    if include_gpu and gpu_available():
-        gpu.warmup()
+    if include_gpu and gpu_available():   # CuPy compiles in time_impls' untimed first call
         uni["cupy (GPU)"] = ("cupy", 1, call(frames, "cupy", device="gpu"))
     blocks.append(("universe", frames, uni))
     tables = []

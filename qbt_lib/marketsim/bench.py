@@ -42,7 +42,7 @@ def sizes(bench) -> dict:
     """Symbols, simulations, reference symbols and cores of this run's size."""
     quick, tiny = bench.quick, getattr(bench, "tiny", False)
     n_sym, sims = ((2, 10) if tiny else (6, 20)) if quick else (30, 70)
-    cores = max(2, min(available_cores(), 2)) if available_cores() >= 2 else 1
+    cores = min(available_cores(), 2)
     return dict(n_sym=n_sym, sims=sims, n_ref=1 if quick else 3, cores=cores, tiny=tiny,
                 quick=quick)
 

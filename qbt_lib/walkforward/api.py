@@ -1,9 +1,10 @@
 """walkforward's entry points: :func:`run`, :func:`warm_up`, :func:`compare_impls` and the
 seed's before/after table (:func:`before_after`, cold and warm cache).
 
-``run`` checks the parameters and loads the run's bars once (``params.make_config``), picks
-the engine from one dispatch table through :func:`qbt_lib.device.dispatch`, runs the
-(fold, asset) tasks and assembles a :class:`~.results.WalkForwardResult`.
+``run`` checks the parameters once (``params.check_params``), loads the run's bars once
+(``params.config_from``), picks the engine from one dispatch table through
+:func:`qbt_lib.device.dispatch`, runs the (fold, asset) tasks and assembles a
+:class:`~.results.WalkForwardResult`.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from . import guard
 from .config import FEATURES, METRICS, WalkForwardConfig
 from .fast import run_fast
 from .nb import backtest_nb, feature_matrix_nb, run_growth_nb, runs_nb
-from .params import check_params, make_config
+from .params import check_params, config_from
 from .portfolio import curve_metrics_fast
 from .reference import run_reference
 from .results import WalkForwardResult, assemble, same_answers
@@ -74,7 +75,7 @@ def run(**params: Any) -> WalkForwardResult:
     """
     p = check_params(**params)          # every parameter, progress and output_dir included
     impl, _, engine = dispatch("walkforward", ENGINES, p["impl"], "cpu")
-    cfg = make_config(**{**params, "impl": impl})
+    cfg = config_from({**p, "impl": impl})
     t0 = time.perf_counter()
     checked = guard.check(cfg.features, cfg.frames[cfg.assets[0]], GUARDED[impl])
     outcome, timings = engine(cfg, p["progress"])
@@ -137,12 +138,12 @@ def compare_impls(repeats: int = 3, **params: Any) -> pd.DataFrame:
     fold-assets/s, speed-up over the reference, same answers: identical positions and
     metrics within 1e-9)."""
     params = _run_params(params)
-    cfg = make_config(**{k: v for k, v in params.items() if k != "progress"})
+    p = check_params(**params)
     runs = {"reference": lambda: run(**{**params, "impl": "reference"}),
             "numba, one core": lambda: run(**{**params, "impl": "numba", "n_jobs": 1,
                                               "backend": "sequential"})}
-    if cfg.n_jobs > 1 or cfg.backend == "dask":
-        runs[f"numba, {cfg.backend} ({cfg.n_jobs})"] = lambda: run(**{**params,
+    if p["n_jobs"] > 1 or p["backend"] == "dask":
+        runs[f"numba, {p['backend']} ({p['n_jobs']})"] = lambda: run(**{**params,
                                                                       "impl": "numba"})
     n_tasks = len(run(**{**params, "impl": "numba", "n_jobs": 1,
                          "backend": "sequential"}).fold_metrics)   # fills the cache
@@ -168,7 +169,7 @@ def before_after(repeats: int = 3, **params: Any
             best = min(best, time.perf_counter() - t)
         return best, res
 
-    cfg = make_config(**{k: v for k, v in params.items() if k != "progress"})
+    p = check_params(**params)
     t_ref, ref = timed(max(1, repeats - 1), impl="reference")
     seq = dict(n_jobs=1, backend="sequential")
     with fresh_cache_dir():
@@ -178,10 +179,10 @@ def before_after(repeats: int = 3, **params: Any
             ("numba, cold cache", 1, "sequential", t_cold, "one core, cache filled")]
     t_one, fast = timed(repeats, impl="numba", **seq)
     rows.append(("numba, warm cache", 1, "sequential", t_one, "one core, like the reference"))
-    if cfg.n_jobs > 1 or cfg.backend == "dask":
+    if p["n_jobs"] > 1 or p["backend"] == "dask":
         t_all, fast = timed(repeats, impl="numba")
-        rows.append(("numba, warm cache", cfg.n_jobs, cfg.backend, t_all,
-                     f"{cfg.backend} pool start-up included"))
+        rows.append(("numba, warm cache", p["n_jobs"], p["backend"], t_all,
+                     f"{p['backend']} pool start-up included"))
     n_tasks = len(ref.fold_metrics)
     table = pd.DataFrame([{"run": r, "n_jobs": n, "backend": b, "seconds": t,
                            "speedup": t_ref / t, "fold-assets/s": n_tasks / t, "note": note}

@@ -128,7 +128,12 @@ def make_config(**params: Any) -> WalkForwardConfig:
     symbol of a real source), a count (the source's first N), names, or ``"all"``.
     ``end=None``: the last date all the assets have; ``start=None``: ``DEFAULT_YEARS``
     years before ``end``. Every parameter and its default: :data:`DEFAULTS`."""
-    p = check_params(**params)
+    return config_from(check_params(**params))
+
+
+def config_from(p: dict) -> WalkForwardConfig:
+    """The :class:`~.config.WalkForwardConfig` of parameters :func:`check_params` returned
+    (resolves what depends on the data and loads the run's bars once)."""
     param = "assets" if p["assets"] is not None else "symbols"
     selection = p["assets"] if p["assets"] is not None else p["symbols"]
     src = p["source"]

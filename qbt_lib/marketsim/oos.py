@@ -46,6 +46,7 @@ import pandas as pd
 
 from . import oos_nb
 from .enums import METRICS, SHARPE_MIN_STD, STRATEGY_ID
+from .reference import _sign
 from .user import UserStrategy, positions
 
 PICK = "pick"
@@ -88,20 +89,14 @@ def extended_frames(frames: Mapping[str, pd.DataFrame], context: int, simulation
 
 
 # --------------------------------------------------------------------------- one symbol
-def _sign(x: float) -> int:
-    return 1 if x > 0 else (-1 if x < 0 else 0)
-
-
 def _previous_call(point, actual, i: int, long_only: bool) -> tuple[int, float]:
     """Direction call and close return of the next-day of simulation ``i`` (``0, 0.0``
     when there is no such simulation)."""
     if i >= point.shape[0]:
         return 0, 0.0
     E = point.shape[1]
-    call = int(_sign(float(point[i, E - 1, 0])))
-    if long_only and call < 0:
-        call = 0
-    return call, float(actual[i, E - 1, 0])
+    call = _sign(float(point[i, E - 1, 0]))
+    return (0 if long_only and call < 0 else call), float(actual[i, E - 1, 0])
 
 
 def walk_symbol(arr: dict, *, strategies: Sequence[str], user: Sequence[UserStrategy],
@@ -162,11 +157,8 @@ def walk_symbol(arr: dict, *, strategies: Sequence[str], user: Sequence[UserStra
     metrics = np.full((C + 1, len(WALK_METRICS)), np.nan)
     if D:
         oos_nb.curves_metrics_nb(curves_pos, net, float(ann), SHARPE_MIN_STD, metrics)
-        yesterday = (int(_sign(fc[D - 1, 0])), float(act[D - 1, 0]))
-        if long_only and yesterday[0] < 0:
-            yesterday = (0, yesterday[1])
-    else:
-        yesterday = (call, r_prev)
+    # the call on the last bar (walk day D - 1 when there is a walk): simulation 1's
+    yesterday = _previous_call(point, actual, 1, long_only)
     return {"pick": pick, "score": score, "pos": curves_pos, "net": net, "metrics": metrics,
             "curves": [PICK] + names, "fc": fc, "band": band, "act": act, "mult": mw,
             "prev_wrong_next": yesterday[0] * yesterday[1] < 0.0, "next_user": next_user}
@@ -183,7 +175,7 @@ def next_order(strategy: str, c: float, h: float, l: float, long_only: bool,
     ``entry_level`` (highlow, maxdiff). ``take_profit_level``: exit there if reached, else at
     the close (NaN: at the close). Mirrors ``nb.strategy_day_nb`` (tested)."""
     nan = math.nan
-    s = 1 if c > 0 else (-1 if c < 0 else 0)
+    s = _sign(c)
     if strategy in ("simple", "unprofit_shutdown"):
         p = 0 if (long_only and s < 0) or (strategy == "unprofit_shutdown" and prev_wrong) else s
         return p, "close", 0.0, nan

@@ -23,6 +23,7 @@ from ..params import (AnyOf, Boolean, Check, Interval, Options, as_float, as_int
 from ..parallel import BACKENDS
 from .enums import DEFAULT_FEES, STRATEGIES
 from .models import ARBootstrap, Forecaster
+from .oos import extension_bars
 from .user import resolve as _user_strategies
 
 #: ``impl="auto"`` on a usable GPU: one batched CuPy pass measured 1.3x faster than the same
@@ -192,6 +193,6 @@ def bars_needed(simulations: Any = DEFAULTS["simulations"],
                 oos_days: Any = 0) -> int:
     """Bars per symbol an analysis reads: its ``tail`` (``context + simulations + eval_days``,
     or ``context + simulations + oos_days + eval_days - 1`` for a longer out-of-sample walk)."""
-    n = (as_int("context", context, min=1) + as_int("simulations", simulations, min=1)
-         + as_int("eval_days", eval_days, min=2))
-    return max(n, n + as_int("oos_days", oos_days, min=0) - 1)
+    c, s, e = (as_int("context", context, min=1), as_int("simulations", simulations, min=1),
+               as_int("eval_days", eval_days, min=2))
+    return max(c + s + e, extension_bars(c, s, e, as_int("oos_days", oos_days, min=0)))

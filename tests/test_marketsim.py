@@ -903,10 +903,15 @@ def test_oos_same_for_every_backend_and_n_jobs(frames, oos_result, dask_address)
         pd.testing.assert_frame_equal(oos_result.next_session, r.next_session)
 
 
-def test_oos_keeps_the_in_sample_analysis_unchanged(frames, numba_result, oos_result):
-    r = ms.analyze(frames, impl="numba", backend="sequential", progress=False, **SMALL_OOS)
-    _assert_same(numba_result, r, exact=True)
-    assert ms.digest(numba_result) == ms.digest(r)
+@pytest.fixture(scope="module")
+def oos_builtin(frames):
+    """The walk of the built-in strategies alone, numba on one core."""
+    return ms.analyze(frames, impl="numba", backend="sequential", progress=False, **SMALL_OOS)
+
+
+def test_oos_keeps_the_in_sample_analysis_unchanged(numba_result, oos_builtin):
+    _assert_same(numba_result, oos_builtin, exact=True)
+    assert ms.digest(numba_result) == ms.digest(oos_builtin)
 
 
 def test_gpu_code_path_with_numpy_runs_the_extended_run(frames):
@@ -940,10 +945,10 @@ def test_gpu_extended_run_equals_cpu_on_device():
                                   dev.next_session[["strategy", "position", "entry"]])
 
 
-def test_numpy_engine_runs_the_walk_like_numba(frames, oos_result):
+def test_numpy_engine_runs_the_walk_like_numba(frames, oos_builtin):
     """impl="numpy" (the CuPy pass on NumPy) through the dispatch table: the same walk."""
     r = ms.analyze(frames, impl="numpy", progress=False, **SMALL_OOS)
-    base = ms.analyze(frames, impl="numba", backend="sequential", progress=False, **SMALL_OOS)
+    base = oos_builtin
     assert r.timings["impl"] == "numpy"
     _assert_same(base, r)
     for a, b in zip(base.oos.walks, r.oos.walks):

@@ -658,8 +658,9 @@ def gappy(open_, high, low, close, volume):                  # undefined on a fe
     return out
 
 
-@pytest.mark.parametrize("impl", ["numba", "reference"])
-def test_user_and_numba_features_reference_equals_fast(impl):
+@pytest.fixture(scope="module")
+def user_feature_runs():
+    """Each engine once on built-in, plain NumPy and Numba features."""
     from numba import njit
 
     @njit(cache=False)
@@ -670,10 +671,15 @@ def test_user_and_numba_features_reference_equals_fast(impl):
         return out
 
     feats = ["ret_1", "rsi_14", spread, {"range_pos": range_pos}]
-    res = wf.run(impl=impl, features=feats, **TINY)
+    return {impl: wf.run(impl=impl, features=feats, **TINY) for impl in ("numba", "reference")}
+
+
+@pytest.mark.parametrize("impl", ["numba", "reference"])
+def test_user_and_numba_features_reference_equals_fast(impl, user_feature_runs):
+    res = user_feature_runs[impl]
     assert res.feature_names == ("ret_1", "rsi_14", "spread", "range_pos")
     assert list(res.importances.columns) == list(res.feature_names)
-    other = wf.run(impl="reference" if impl == "numba" else "numba", features=feats, **TINY)
+    other = user_feature_runs["reference" if impl == "numba" else "numba"]
     np.testing.assert_array_equal(res.bars["position"], other.bars["position"])
     np.testing.assert_allclose(res.bars["prediction"], other.bars["prediction"], rtol=1e-6,
                                atol=1e-12)
@@ -832,12 +838,19 @@ def test_carry_changes_the_old_flat_start_only_at_fold_boundaries():
     np.testing.assert_allclose(carried[~later], -flat_start[~later], atol=1e-15)
 
 
-@pytest.mark.parametrize("impl", ["numba", "reference"])
-def test_holes_between_test_windows_are_flat_and_pay_the_exit(impl):
-    """step_size > test_length: bars no window covers are flat, the first pays the exit."""
+@pytest.fixture(scope="module")
+def holes_runs():
+    """Each engine once with step_size > test_length (bars between the test windows)."""
     frames = _frames()
-    res = wf.run(source=frames, model=SignOfFirst(), features=["ret_1"], impl=impl,
-                 cost_bps=10.0, **{**HAND, "test_length": 20})
+    return {impl: wf.run(source=frames, model=SignOfFirst(), features=["ret_1"], impl=impl,
+                         cost_bps=10.0, **{**HAND, "test_length": 20})
+            for impl in ("numba", "reference")}
+
+
+@pytest.mark.parametrize("impl", ["numba", "reference"])
+def test_holes_between_test_windows_are_flat_and_pay_the_exit(impl, holes_runs):
+    """step_size > test_length: bars no window covers are flat, the first pays the exit."""
+    res = holes_runs[impl]
     s = res.portfolio.sleeves.query("asset == 'AAA'").set_index("date")
     covered = s.index.isin(res.bars.query("asset == 'AAA'")["date"])
     assert (~covered).sum() == 10 * (res.n_folds - 1)
@@ -845,8 +858,7 @@ def test_holes_between_test_windows_are_flat_and_pay_the_exit(impl):
     starts = np.flatnonzero(~covered & np.r_[False, covered[:-1]])
     np.testing.assert_allclose(s["pnl"].iloc[starts],
                                -10.0 / 1e4 * np.abs(s["position"].iloc[starts - 1]), atol=1e-15)
-    other = wf.run(source=frames, model=SignOfFirst(), features=["ret_1"], cost_bps=10.0,
-                   impl="reference" if impl == "numba" else "numba", **{**HAND, "test_length": 20})
+    other = holes_runs["reference" if impl == "numba" else "numba"]
     pd.testing.assert_frame_equal(res.portfolio.sleeves, other.portfolio.sleeves,
                                   check_exact=False, rtol=0, atol=1e-15)
 

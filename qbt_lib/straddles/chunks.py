@@ -13,8 +13,8 @@ every kernel.
 """
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,9 +160,10 @@ def _through_buffer(job: _Job, price, vol, dates_ns, start):
     each sub-chunk becomes a row group of this chunk's part file ("parquet")."""
     sched = job.sched
     step = SCRATCH_STRADDLES if job.mode == "scratch" else PARQUET_ROW_GROUP_STRADDLES
-    writer = None
     parts = []
-    try:
+    part = (dataset.PartFile(Path(job.tmpdir) / f"part-{job.chunk:06d}.parquet")
+            if job.mode == "parquet" else contextlib.nullcontext())
+    with part:
         for lo in range(0, len(sched), step):
             sub = sched.take(lo, min(len(sched), lo + step))
             st = start[lo:lo + len(sub)]
@@ -171,27 +172,10 @@ def _through_buffer(job: _Job, price, vol, dates_ns, start):
                                                  st, sub, job.rate, job.side, job.hedge, out)
             parts.append(core.summary_arrays(sub, dates_ns, price, st, ev, xv, s_pnl, s_hedge))
             if job.mode == "parquet":
-                normalized = job.layout == "normalized"
-                table = (dataset.day_table(out) if normalized else
-                         rows_table(out, sched.assets))
-                if writer is None:
-                    # a temp name, renamed to the chunk's fixed name when complete: a
-                    # chunk recomputed after its worker was lost is harmless
-                    final = Path(job.tmpdir) / f"part-{job.chunk:06d}.parquet"
-                    part_tmp = final.with_name(
-                        f"{final.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-                    writer = pq.ParquetWriter(part_tmp, table.schema,
-                                              **(dataset.DAY_PARQUET_OPTIONS if normalized
-                                                 else PARQUET_OPTIONS))
-                writer.write_table(table)
-        if writer is not None:
-            writer.close()
-            writer = None
-            os.replace(part_tmp, final)
-    finally:
-        if writer is not None:
-            writer.close()
-            part_tmp.unlink(missing_ok=True)
+                if job.layout == "normalized":
+                    part.write(dataset.day_table(out), dataset.DAY_PARQUET_OPTIONS)
+                else:
+                    part.write(rows_table(out, sched.assets), PARQUET_OPTIONS)
     summ = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     return (sched.straddle_days, summ) if job.mode == "parquet" else _place(job, summ)
 

@@ -24,13 +24,14 @@ from ..device import dispatch
 from ..params import Interval
 from . import core, layout, reference, structures, structures_ref
 from .chunks import KERNELS, stream_parquet, value_in_memory
-from .core import RTOL, ROW_COLUMNS, SIDES, rows_table, summary_table
+from .core import RTOL, SIDES, rows_table
 from .gpu import kernels as gpu_kernels
 from .market import check_store, data_years, load_market
 from .params import (AUTO_GPU, DEFAULT_CHUNK, GPU_CHUNK, WHY_CPU, WORKLOAD, check_backtest,
                      check_run)
 from .results import Backtest
 from .schedule import Schedule, build_schedule
+from .spec import SEED, Spec
 from .spec import parse as parse_spec
 
 #: what is traded and how it is closed (issue #16, ``spec.py``)
@@ -50,10 +51,11 @@ def reference_backtest(store: data.PriceStore, schedule: Schedule, *, rate: floa
     return reference_tables(res, schedule.assets)
 
 
-def reference_tables(res: dict, assets: list[str]) -> tuple[pa.Table, pa.Table]:
-    """The reference's list-of-lists rows and summary as Arrow tables."""
-    cols, summ = core.reference_columns(res, assets, ROW_COLUMNS, core.SUMMARY_DTYPES)
-    return rows_table(cols, assets), summary_table(summ, assets)
+def reference_tables(res: dict, assets: list[str],
+                     spec: Spec = SEED) -> tuple[pa.Table, pa.Table]:
+    """The reference's list-of-lists rows and summary as Arrow tables: the seed's layout,
+    or for another ``spec`` the structures' (``layout.py``)."""
+    return (core.reference_tables if spec.is_seed else layout.reference_tables)(res, assets)
 
 
 #: The dispatch table: impl -> what values the straddles (see the module docstring).
@@ -198,13 +200,9 @@ def value_path(price, vol, *, rate: float = 0.0, side: str = "long", hedge: bool
         days = [str(d.date()) for d in pd.DatetimeIndex(dates)]
         prices = {f"path|price|{d}": float(x) for d, x in zip(days, price)}
         prices.update({f"path|vol|{d}": float(v) for d, v in zip(days, vol)})
-        if not spec.is_seed:
-            res = structures_ref.run(prices, ["path"], 2000, 2000, 1, tenor, rate, side_v,
-                                     hedge, spec)
-            return layout.reference_tables(res, ["path"])[0].to_pandas()
-        rows, _ = reference_tables(reference.run(prices, ["path"], 2000, 2000, 1, tenor, rate,
-                                                 side_v, hedge), ["path"])
-        return rows.to_pandas()
+        grid = (prices, ["path"], 2000, 2000, 1, tenor, rate, side_v, hedge)
+        res = reference.run(*grid) if spec.is_seed else structures_ref.run(*grid, spec)
+        return reference_tables(res, ["path"], spec)[0].to_pandas()
     one = lambda v, t: np.array([v], t)  # noqa: E731
     sched = Schedule(["path"], np.array([0]), 2000, 2000, 1, tenor, one(0, np.int32),
                      one(2000, np.int16), one(1, np.int8), one(0, np.int8), one(0, np.int64),
@@ -245,18 +243,16 @@ def warm_up(impl: str = "auto", device: str = "auto", **options) -> None:
 
 
 # --------------------------------------------------------------------------- timings
-def _answers(res: Any, assets: list[str]) -> tuple[pa.Table | None, Any]:
+def _answers(res: Any, assets: list[str], spec: Spec) -> tuple[pa.Table | None, Any]:
     """(rows, summary) of a timed call: a Backtest, or the reference's own lists."""
     if isinstance(res, Backtest):
         return res.rows, res.summary
-    if res["columns"] == structures_ref.COLUMNS:
-        return layout.reference_tables(res, assets)
-    return reference_tables(res, assets)
+    return reference_tables(res, assets, spec)
 
 
-def _same_answers(assets: list[str]):
+def _same_answers(assets: list[str], spec: Spec):
     def same(a, b) -> bool:
-        (ra, sa), (rb, sb) = _answers(a, assets), _answers(b, assets)
+        (ra, sa), (rb, sb) = _answers(a, assets, spec), _answers(b, assets, spec)
         try:
             if ra is not None and rb is not None:
                 core.compare_rows(rb, ra, rtol=RTOL)
@@ -309,7 +305,7 @@ def compare_impls(store: data.PriceStore, schedule: Schedule,
                 progress=False, **spec.params())
             meta[label] = (impl, nj)
     df = qbench.compare_impls(runs, size=schedule.straddle_days, unit="straddle-days",
-                              same=_same_answers(schedule.assets), repeats=repeats)
+                              same=_same_answers(schedule.assets, spec), repeats=repeats)
     df.index.name = "run"
     df.insert(0, "impl", [meta[k][0] for k in df.index])
     df.insert(1, "n_jobs", [meta[k][1] for k in df.index])

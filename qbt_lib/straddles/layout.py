@@ -82,7 +82,6 @@ def empty_summary(n: int) -> dict[str, np.ndarray]:
 
 def reference_tables(res: dict, assets: list[str]) -> tuple[pa.Table, pa.Table]:
     """The reference's list rows and summary as Arrow tables (the fast paths' layout)."""
-    assert [n for n, _ in X_ROW_COLUMNS] == res["columns"]
     return core.reference_tables(res, assets, X_ROW_COLUMNS, X_SUMMARY_COLUMNS,
                                  X_SUMMARY_DTYPES, LABELS)
 

@@ -40,15 +40,22 @@ OPTIONS = ("structure", "wing", "spread", "hedge_cost_bps", "exit")
 
 # --------------------------------------------------------------------------- the reference
 def reference_backtest(store: data.PriceStore, schedule: Schedule, *, rate: float = 0.0,
-                       side: str = "long", hedge: bool = True,
-                       prices: dict | None = None) -> tuple[pa.Table, pa.Table]:
+                       side: str = "long", hedge: bool = True, prices: dict | None = None,
+                       spec: Spec = SEED) -> tuple[pa.Table, pa.Table]:
     """Run the reference over the schedule's assets and years and return its rows and
-    summary as tables (the same layout as the fast paths)."""
+    summary as tables (the same layout as the fast paths); ``spec`` other than the seed's:
+    the structures' reference (``structures_ref``)."""
     if prices is None:
         prices = reference.build_prices_dict(store, schedule.assets)
-    res = reference.run(prices, schedule.assets, schedule.start_year, schedule.end_year,
-                        schedule.per_month, schedule.tenor, rate, SIDES[side], hedge)
-    return reference_tables(res, schedule.assets)
+    res = _reference(spec, prices, schedule.assets, schedule.start_year, schedule.end_year,
+                     schedule.per_month, schedule.tenor, rate, SIDES[side], hedge)
+    return reference_tables(res, schedule.assets, spec)
+
+
+def _reference(spec: Spec, *grid) -> dict:
+    """The reference's lists over ``grid`` (``reference.run``'s arguments): the seed's
+    reference, or ``structures_ref`` for another ``spec``."""
+    return reference.run(*grid) if spec.is_seed else structures_ref.run(*grid, spec)
 
 
 def reference_tables(res: dict, assets: list[str],
@@ -114,6 +121,15 @@ def backtest(store: data.PriceStore, schedule: Schedule, *, rate: float = 0.0,
         params["layout"] = p["layout"]
     done = dict(spec=spec, layout=p["layout"], dates=store.dates.asi8)
     t0 = time.perf_counter()
+    if impl == "reference":   # the "before": the whole schedule at once, from its dict
+        if p["output"] == "parquet":
+            raise ValueError("output='parquet' streams chunks; the reference runs in one "
+                             "piece: use impl='numpy' or 'numba' to stream")
+        rows, summ = reference_backtest(store, schedule, rate=p["rate"], side=p["side"],
+                                        hedge=p["hedge"], spec=spec)
+        return Backtest(schedule, params, rows=rows if p["output"] == "table" else None,
+                        seconds=time.perf_counter() - t0, _summary=summ,
+                        _n_rows=rows.num_rows, **done)
     if not spec.is_seed:   # structures, costs, exits: structures.py
         rows, summ, n_rows, final = structures.run(
             store, schedule, spec, rate=p["rate"], side=SIDES[p["side"]], hedge=p["hedge"],
@@ -123,14 +139,6 @@ def backtest(store: data.PriceStore, schedule: Schedule, *, rate: float = 0.0,
         return Backtest(schedule, params, rows=rows, path=final,
                         seconds=time.perf_counter() - t0, _summary=summ, _n_rows=n_rows,
                         **done)
-    if impl == "reference":   # the "before": the whole schedule at once, from its dict
-        if p["output"] == "parquet":
-            raise ValueError("output='parquet' streams chunks; the reference runs in one "
-                             "piece: use impl='numpy' or 'numba' to stream")
-        rows, summ = reference_backtest(store, schedule, rate=p["rate"], side=p["side"],
-                                        hedge=p["hedge"])
-        return Backtest(schedule, params, rows=rows if p["output"] == "table" else None,
-                        seconds=time.perf_counter() - t0, _summary=summ, **done)
     kw = dict(impl=impl, device=dev, rate=p["rate"], side=SIDES[p["side"]], hedge=p["hedge"],
               n_jobs=p["n_jobs"], backend=p["backend"], scheduler=p["scheduler"],
               chunk_size=p["chunk_size"], progress=p["progress"])
@@ -200,8 +208,7 @@ def value_path(price, vol, *, rate: float = 0.0, side: str = "long", hedge: bool
         days = [str(d.date()) for d in pd.DatetimeIndex(dates)]
         prices = {f"path|price|{d}": float(x) for d, x in zip(days, price)}
         prices.update({f"path|vol|{d}": float(v) for d, v in zip(days, vol)})
-        grid = (prices, ["path"], 2000, 2000, 1, tenor, rate, side_v, hedge)
-        res = reference.run(*grid) if spec.is_seed else structures_ref.run(*grid, spec)
+        res = _reference(spec, prices, ["path"], 2000, 2000, 1, tenor, rate, side_v, hedge)
         return reference_tables(res, ["path"], spec)[0].to_pandas()
     one = lambda v, t: np.array([v], t)  # noqa: E731
     sched = Schedule(["path"], np.array([0]), 2000, 2000, 1, tenor, one(0, np.int32),
@@ -293,8 +300,7 @@ def compare_impls(store: data.PriceStore, schedule: Schedule,
             grid = (prices, schedule.assets, schedule.start_year, schedule.end_year,
                     schedule.per_month, schedule.tenor, p["rate"], SIDES[p["side"]],
                     p["hedge"])
-            runs[impl] = ((lambda grid=grid: reference.run(*grid)) if spec.is_seed else
-                          (lambda grid=grid: structures_ref.run(*grid, spec)))
+            runs[impl] = lambda grid=grid: _reference(spec, *grid)
             meta[impl] = (impl, 1)
             continue
         for nj in jobs:

@@ -33,9 +33,8 @@ import pyarrow as pa
 
 from .. import data, parallel, paths
 from ..device import resolve_device
-from . import core, dataset, reference, structures_ref
-from .layout import (empty_rows, empty_summary, reference_tables, rows_table, summary_arrays,
-                     summary_table)
+from . import core, dataset
+from .layout import empty_rows, empty_summary, rows_table, summary_arrays, summary_table
 from .schedule import Schedule, asset_days
 from .nb import _plain, log_prices_nb
 from .spec import Spec, wing_z
@@ -292,29 +291,13 @@ def check_device(impl: str, device: str) -> str:
 
 
 # --------------------------------------------------------------------------- the run
-def reference_backtest(store: data.PriceStore, schedule: Schedule, rate: float, side: float,
-                       hedge: bool, spec: Spec,
-                       prices: dict | None = None) -> tuple[pa.Table, pa.Table]:
-    """The reference over the schedule: its rows and summary as tables."""
-    if prices is None:
-        prices = reference.build_prices_dict(store, schedule.assets)
-    res = structures_ref.run(prices, schedule.assets, schedule.start_year, schedule.end_year,
-                             schedule.per_month, schedule.tenor, rate, side, hedge, spec)
-    return reference_tables(res, schedule.assets)
-
-
 def run(store: data.PriceStore, schedule: Schedule, spec: Spec, *, rate: float, side: float,
         hedge: bool, impl: str, device: str, n_jobs: int, backend: str,
         scheduler: str | None, chunk_size: int, output: str, path, layout: str,
         progress: bool | None, params: dict):
-    """Run a backtest with a non-seed spec: ``(rows table | None, summary table | None,
-    n_rows, dataset path | None)``."""
-    if impl == "reference":
-        if output == "parquet":
-            raise ValueError("output='parquet' streams chunks; the reference runs in one "
-                             "piece: use impl='numpy' or 'numba' to stream")
-        rows, summ = reference_backtest(store, schedule, rate, side, hedge, spec)
-        return (rows if output == "table" else None), summ, rows.num_rows, None
+    """Run a backtest with a non-seed spec on the chunk kernels (the reference runs in
+    ``api.backtest``): ``(rows table | None, summary table | None, n_rows, dataset path |
+    None)``."""
     impl = check_device(impl, device)
     bounds = parallel.chunk_bounds(len(schedule), chunk_size)
     kw = dict(backend=backend, n_jobs=n_jobs, scheduler=scheduler, progress=progress,

@@ -23,7 +23,7 @@ from .. import data
 from ..device import dispatch
 from ..params import Interval
 from . import core, layout, reference, structures, structures_ref
-from .chunks import KERNELS, stream_parquet, value_in_memory
+from .chunks import KERNELS, value_in_memory, value_to_parquet
 from .core import RTOL, SIDES, rows_table
 from .gpu import kernels as gpu_kernels
 from .market import check_store, data_years, load_market
@@ -143,7 +143,8 @@ def backtest(store: data.PriceStore, schedule: Schedule, *, rate: float = 0.0,
               n_jobs=p["n_jobs"], backend=p["backend"], scheduler=p["scheduler"],
               chunk_size=p["chunk_size"], progress=p["progress"])
     if p["output"] == "parquet":
-        final = stream_parquet(store, schedule, p["path"], params, layout=p["layout"], **kw)
+        final = value_to_parquet(store, schedule, p["path"], params, layout=p["layout"],
+                                 **kw)
         return Backtest(schedule, params, path=final, seconds=time.perf_counter() - t0,
                         **done)
     rows, summ = value_in_memory(store, schedule, keep_rows=p["output"] == "table", **kw)

@@ -18,11 +18,10 @@ import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .. import data, parallel, paths
 from ..device import dispatch
@@ -200,7 +199,8 @@ def _jobs(schedule: Schedule, bounds, impl, device, rate, side, hedge, mode, out
                    views, tmpdir, layout=layout)
 
 
-def _pool_kw(store, backend, n_jobs, scheduler, progress) -> dict:
+def pool_kw(store, backend, n_jobs, scheduler, progress) -> dict:
+    """``parallel.imap``/``pmap``'s arguments for a run's chunks (the store shared once)."""
     return dict(backend=backend, n_jobs=n_jobs, scheduler=scheduler, progress=progress,
                 desc="straddles", unit="chunk", shared=(store,))
 
@@ -215,7 +215,7 @@ def value_in_memory(store: data.PriceStore, schedule: Schedule, *, impl: str, de
     bounds = parallel.chunk_bounds(len(schedule), chunk_size)
     eff_backend, _ = parallel.effective_backend(backend, n_jobs, len(bounds))
     in_process = eff_backend in ("sequential", "threads")
-    kw = _pool_kw(store, backend, n_jobs, scheduler, progress)
+    kw = pool_kw(store, backend, n_jobs, scheduler, progress)
     summ = core.empty_summary(len(schedule))
     out = core.empty_rows(schedule.straddle_days) if keep_rows else None
     mode = "into" if keep_rows and in_process else "return" if keep_rows else "scratch"
@@ -241,39 +241,52 @@ def value_in_memory(store: data.PriceStore, schedule: Schedule, *, impl: str, de
             summary_table(summ, schedule.assets))
 
 
-def stream_parquet(store: data.PriceStore, schedule: Schedule, path, meta: dict, *,
-                   impl: str, device: str, rate: float, side: float, hedge: bool,
-                   n_jobs: int, backend: str, scheduler, chunk_size: int, progress,
-                   layout: str = "rows") -> Path:
-    """Stream the rows to a Parquet dataset at ``path`` (``rows/`` part files written by the
-    workers, ``summary/`` written here in order, ``meta.json``) inside a temp directory
-    renamed when complete; the dataset's path. ``layout="normalized"``: ``days/`` part
-    files with the day columns only, and ``market/`` (``dataset.py``)."""
+def value_to_parquet(store: data.PriceStore, schedule: Schedule, path, meta: dict, *,
+                     impl: str, device: str, rate: float, side: float, hedge: bool,
+                     n_jobs: int, backend: str, scheduler, chunk_size: int, progress,
+                     layout: str = "rows") -> Path:
+    """Stream the seed's rows to a Parquet dataset at ``path`` (:func:`stream_parquet` with
+    this module's chunk tasks); the dataset's path."""
+    def tasks(bounds, part_dir: str) -> list:
+        return list(_jobs(schedule, bounds, impl, device, rate, side, hedge, "parquet",
+                          tmpdir=part_dir, layout=layout))
+    return stream_parquet(store, schedule, path, meta, tasks, layout=layout,
+                          n_jobs=n_jobs, backend=backend, scheduler=scheduler,
+                          chunk_size=chunk_size, progress=progress)[0]
+
+
+def stream_parquet(store: data.PriceStore, schedule: Schedule, path, meta: dict,
+                   tasks: Callable[[list, str], list], *, worker: Callable = _run_job,
+                   summary: Callable = summary_table,
+                   day_columns: tuple[str, ...] = dataset.DAY_COLUMNS, layout: str = "rows",
+                   n_jobs: int, backend: str, scheduler, chunk_size: int,
+                   progress) -> tuple[Path, int]:
+    """Stream a run's rows to a Parquet dataset at ``path`` (``rows/`` part files written by
+    the workers, ``summary/`` written here in order, ``meta.json``) inside a temp directory
+    renamed when complete; ``layout="normalized"``: ``days/`` part files with the day
+    columns only (``day_columns``), and ``market/`` (``dataset.py``). ``(path, n_rows)``.
+
+    ``tasks(bounds, part_dir)``: the chunk tasks of the straddle ranges ``bounds``;
+    ``worker(task, store)`` values one and writes its part file in ``part_dir``, returning
+    ``(n_rows, summary arrays)``; ``summary(arrays, assets)``: the summary's table; ``meta``:
+    the run's parameters (and what else the dataset records) for ``meta.json``. The seed's
+    chunks are the defaults; ``structures.run`` passes its own."""
     if path is None:
         raise ValueError("output='parquet' needs path= (the dataset directory)")
     local = paths.local_path(path, "path")  # a path or a file:// URI
     final = paths.resolve_output_dir(local.parent) / local.name
     bounds = parallel.chunk_bounds(len(schedule), chunk_size)
-    kw = _pool_kw(store, backend, n_jobs, scheduler, progress)
+    kw = pool_kw(store, backend, n_jobs, scheduler, progress)
     sub = "days" if layout == "normalized" else "rows"
     with paths.atomic_dir(final, replace=True) as tmp:
         (tmp / sub).mkdir()
         (tmp / "summary").mkdir()
         n = 0
-        summary_writer = None
-        tasks = list(_jobs(schedule, bounds, impl, device, rate, side, hedge, "parquet",
-                           tmpdir=str(tmp / sub), layout=layout))
-        try:  # workers write the rows; the summary (1/64 of it) is written here, in order
-            for n_rows, summ in parallel.imap(_run_job, tasks, **kw):
+        # workers write the rows; the summary (1/64 of it) is written here, in order
+        with dataset.PartFile(tmp / "summary" / "part-000000.parquet") as summary_file:
+            for n_rows, summ in parallel.imap(worker, tasks(bounds, str(tmp / sub)), **kw):
                 n += n_rows
-                t = summary_table(summ, schedule.assets)
-                if summary_writer is None:
-                    summary_writer = pq.ParquetWriter(
-                        tmp / "summary" / "part-000000.parquet", t.schema)
-                summary_writer.write_table(t)
-        finally:
-            if summary_writer is not None:
-                summary_writer.close()
+                summary_file.write(summary(summ, schedule.assets))
         for stray in (tmp / sub).glob("*.tmp"):  # from a chunk whose worker was lost
             stray.unlink(missing_ok=True)
         if layout == "normalized":
@@ -282,5 +295,5 @@ def stream_parquet(store: data.PriceStore, schedule: Schedule, path, meta: dict,
             {**meta, "n_straddles": len(schedule), "n_rows": n,
              "assets": schedule.assets, "skipped": len(schedule.skipped), "layout": layout,
              "parts": [[lo, hi] for lo, hi in bounds],
-             "day_columns": list(dataset.DAY_COLUMNS) if layout == "normalized" else None}))
-    return final
+             "day_columns": list(day_columns) if layout == "normalized" else None}))
+    return final, n

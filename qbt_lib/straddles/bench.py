@@ -42,7 +42,7 @@ from ..device import gpu_available
 from ..parallel import available_cores, chunk_bounds
 from . import core, reference
 from .api import backtest, reference_tables
-from .chunks import PARQUET_OPTIONS
+from .dataset import PARQUET_OPTIONS
 from .gpu import device_throughput, value_chunk_gpu
 from .market import load_market
 from .nb import value_chunk_numba

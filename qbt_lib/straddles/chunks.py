@@ -18,7 +18,7 @@ import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -35,13 +35,6 @@ from .schedule import Schedule, asset_days
 SCRATCH_STRADDLES = 512  # output="summary": 32k rows (4.8 MB) per buffer, stays in cache
 PARQUET_ROW_GROUP_STRADDLES = 4096  # output="parquet": 262k rows per row group (measured: fewer,
 # larger row groups encode faster than cache-sized ones)
-# Parquet settings used for the streamed dataset (and for the raw-write comparison in the
-# benchmark): dictionary-encode only the columns that repeat; the unique floats would build
-# a dictionary just to throw it away.
-PARQUET_DICT_COLUMNS = ["asset", "year", "month", "i", "straddle_id", "date", "day", "S",
-                        "K", "vol", "tau", "action"]
-PARQUET_OPTIONS: dict[str, Any] = {"compression": "snappy",
-                                   "use_dictionary": PARQUET_DICT_COLUMNS}
 
 
 # --------------------------------------------------------------------------- the kernels
@@ -174,7 +167,7 @@ def _through_buffer(job: _Job, price, vol, dates_ns, start):
                 if job.layout == "normalized":
                     part.write(dataset.day_table(out), dataset.DAY_PARQUET_OPTIONS)
                 else:
-                    part.write(rows_table(out, sched.assets), PARQUET_OPTIONS)
+                    part.write(rows_table(out, sched.assets), dataset.PARQUET_OPTIONS)
     summ = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     return (sched.straddle_days, summ) if job.mode == "parquet" else _place(job, summ)
 

@@ -33,7 +33,7 @@ import pyarrow as pa
 from .. import data, parallel
 from ..device import resolve_device
 from . import core, dataset
-from .chunks import pool_kw, stream_parquet
+from .chunks import PARQUET_ROW_GROUP_STRADDLES, pool_kw, stream_parquet
 from .layout import empty_rows, empty_summary, rows_table, summary_arrays, summary_table
 from .schedule import Schedule, asset_days
 from .nb import _plain, log_prices_nb
@@ -247,7 +247,6 @@ class XJob:
     mode: str                   # "table" | "summary" | "parquet"
     layout: str = "rows"        # parquet: "rows" | "normalized"
     tmpdir: str | None = None
-    sub: int = 4096             # parquet: straddles per row group
 
 
 def run_job(job: XJob, store: data.PriceStore):
@@ -264,8 +263,8 @@ def run_job(job: XJob, store: data.PriceStore):
     parts, n = [], 0
     final = Path(job.tmpdir) / f"part-{job.chunk:06d}.parquet"
     with dataset.PartFile(final) as part:
-        for lo in range(0, len(sched), job.sub):
-            sub = sched.take(lo, min(len(sched), lo + job.sub))
+        for lo in range(0, len(sched), PARQUET_ROW_GROUP_STRADDLES):
+            sub = sched.take(lo, min(len(sched), lo + PARQUET_ROW_GROUP_STRADDLES))
             rows, summ = value_chunk(job.impl, price, vol, dates_ns, start[lo:lo + len(sub)],
                                      sub, *args)
             parts.append(summ)

@@ -1104,7 +1104,16 @@ def test_run_and_compare_impls_take_the_new_options():
     sched = st.build_schedule(store, assets, 2001, 2001, per_month=1, tenor=21)
     t = st.compare_impls(store, sched, repeats=1, structure="put", exit="profit:0.2")
     assert list(t["impl"]) == ["reference", "numpy", "numba"] and (t["speedup"] > 0).all()
-    st.warm_up("numba", structure="call", exit="days:3")
+    assert t["same_answers"].all()
+    # in a fresh interpreter: the seed's warm-up loads the seed's kernel only; with the new
+    # options it loads structures_nb's too (from Numba's cache: compiled above)
+    code = ("from qbt_lib.straddles import nb, structures_nb, warm_up\n"
+            "k = structures_nb.value_structures_nb\n"
+            "warm_up('numba')\n"
+            "assert nb.value_straddles_nb.signatures and not k.signatures\n"
+            "warm_up('numba', structure='call', exit='days:3')\n"
+            "assert k.signatures")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 @pytest.mark.gpu

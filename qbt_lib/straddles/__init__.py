@@ -60,10 +60,10 @@ with wings by delta or moneyness, a call, a put), ``spread`` and ``hedge_cost_bp
 """
 from .api import (ENGINES, backtest, compare_impls, reference_backtest, reference_tables,
                   resolve, run, value_path, warm_up)
-from .chunks import KERNELS, PARQUET_OPTIONS, value_chunk
+from .chunks import KERNELS, value_chunk
 from . import portfolio
 from .core import compare_rows
-from .dataset import LAYOUTS, Dataset, open_dataset
+from .dataset import LAYOUTS, PARQUET_OPTIONS, Dataset, open_dataset
 from .market import (build_store, clean_frames, data_years, load_market, market_frames,
                      select_assets, sp500_frames, synthetic_frames)
 from .params import AUTO_GPU, DEFAULT_CHUNK, DEFAULTS, IMPLS, OUTPUTS, WHY_CPU

@@ -23,14 +23,15 @@ from .. import data
 from ..device import dispatch
 from ..params import Interval
 from . import core, layout, reference, structures, structures_ref
-from .chunks import KERNELS, stream_parquet, value_in_memory
-from .core import RTOL, ROW_COLUMNS, SIDES, rows_table, summary_table
+from .chunks import KERNELS, value_in_memory, value_to_parquet
+from .core import RTOL, SIDES, rows_table
 from .gpu import kernels as gpu_kernels
 from .market import check_store, data_years, load_market
 from .params import (AUTO_GPU, DEFAULT_CHUNK, GPU_CHUNK, WHY_CPU, WORKLOAD, check_backtest,
                      check_run)
 from .results import Backtest
 from .schedule import Schedule, build_schedule
+from .spec import SEED, Spec
 from .spec import parse as parse_spec
 
 #: what is traded and how it is closed (issue #16, ``spec.py``)
@@ -39,21 +40,29 @@ OPTIONS = ("structure", "wing", "spread", "hedge_cost_bps", "exit")
 
 # --------------------------------------------------------------------------- the reference
 def reference_backtest(store: data.PriceStore, schedule: Schedule, *, rate: float = 0.0,
-                       side: str = "long", hedge: bool = True,
-                       prices: dict | None = None) -> tuple[pa.Table, pa.Table]:
+                       side: str = "long", hedge: bool = True, prices: dict | None = None,
+                       spec: Spec = SEED) -> tuple[pa.Table, pa.Table]:
     """Run the reference over the schedule's assets and years and return its rows and
-    summary as tables (the same layout as the fast paths)."""
+    summary as tables (the same layout as the fast paths); ``spec`` other than the seed's:
+    the structures' reference (``structures_ref``)."""
     if prices is None:
         prices = reference.build_prices_dict(store, schedule.assets)
-    res = reference.run(prices, schedule.assets, schedule.start_year, schedule.end_year,
-                        schedule.per_month, schedule.tenor, rate, SIDES[side], hedge)
-    return reference_tables(res, schedule.assets)
+    res = _reference(spec, prices, schedule.assets, schedule.start_year, schedule.end_year,
+                     schedule.per_month, schedule.tenor, rate, SIDES[side], hedge)
+    return reference_tables(res, schedule.assets, spec)
 
 
-def reference_tables(res: dict, assets: list[str]) -> tuple[pa.Table, pa.Table]:
-    """The reference's list-of-lists rows and summary as Arrow tables."""
-    cols, summ = core.reference_columns(res, assets, ROW_COLUMNS, core.SUMMARY_DTYPES)
-    return rows_table(cols, assets), summary_table(summ, assets)
+def _reference(spec: Spec, *grid) -> dict:
+    """The reference's lists over ``grid`` (``reference.run``'s arguments): the seed's
+    reference, or ``structures_ref`` for another ``spec``."""
+    return reference.run(*grid) if spec.is_seed else structures_ref.run(*grid, spec)
+
+
+def reference_tables(res: dict, assets: list[str],
+                     spec: Spec = SEED) -> tuple[pa.Table, pa.Table]:
+    """The reference's list-of-lists rows and summary as Arrow tables: the seed's layout,
+    or for another ``spec`` the structures' (``layout.py``)."""
+    return (core.reference_tables if spec.is_seed else layout.reference_tables)(res, assets)
 
 
 #: The dispatch table: impl -> what values the straddles (see the module docstring).
@@ -112,6 +121,15 @@ def backtest(store: data.PriceStore, schedule: Schedule, *, rate: float = 0.0,
         params["layout"] = p["layout"]
     done = dict(spec=spec, layout=p["layout"], dates=store.dates.asi8)
     t0 = time.perf_counter()
+    if impl == "reference":   # the "before": the whole schedule at once, from its dict
+        if p["output"] == "parquet":
+            raise ValueError("output='parquet' streams chunks; the reference runs in one "
+                             "piece: use impl='numpy' or 'numba' to stream")
+        rows, summ = reference_backtest(store, schedule, rate=p["rate"], side=p["side"],
+                                        hedge=p["hedge"], spec=spec)
+        return Backtest(schedule, params, rows=rows if p["output"] == "table" else None,
+                        seconds=time.perf_counter() - t0, _summary=summ,
+                        _n_rows=rows.num_rows, **done)
     if not spec.is_seed:   # structures, costs, exits: structures.py
         rows, summ, n_rows, final = structures.run(
             store, schedule, spec, rate=p["rate"], side=SIDES[p["side"]], hedge=p["hedge"],
@@ -121,19 +139,12 @@ def backtest(store: data.PriceStore, schedule: Schedule, *, rate: float = 0.0,
         return Backtest(schedule, params, rows=rows, path=final,
                         seconds=time.perf_counter() - t0, _summary=summ, _n_rows=n_rows,
                         **done)
-    if impl == "reference":   # the "before": the whole schedule at once, from its dict
-        if p["output"] == "parquet":
-            raise ValueError("output='parquet' streams chunks; the reference runs in one "
-                             "piece: use impl='numpy' or 'numba' to stream")
-        rows, summ = reference_backtest(store, schedule, rate=p["rate"], side=p["side"],
-                                        hedge=p["hedge"])
-        return Backtest(schedule, params, rows=rows if p["output"] == "table" else None,
-                        seconds=time.perf_counter() - t0, _summary=summ, **done)
     kw = dict(impl=impl, device=dev, rate=p["rate"], side=SIDES[p["side"]], hedge=p["hedge"],
               n_jobs=p["n_jobs"], backend=p["backend"], scheduler=p["scheduler"],
               chunk_size=p["chunk_size"], progress=p["progress"])
     if p["output"] == "parquet":
-        final = stream_parquet(store, schedule, p["path"], params, layout=p["layout"], **kw)
+        final = value_to_parquet(store, schedule, p["path"], params, layout=p["layout"],
+                                 **kw)
         return Backtest(schedule, params, path=final, seconds=time.perf_counter() - t0,
                         **done)
     rows, summ = value_in_memory(store, schedule, keep_rows=p["output"] == "table", **kw)
@@ -198,13 +209,8 @@ def value_path(price, vol, *, rate: float = 0.0, side: str = "long", hedge: bool
         days = [str(d.date()) for d in pd.DatetimeIndex(dates)]
         prices = {f"path|price|{d}": float(x) for d, x in zip(days, price)}
         prices.update({f"path|vol|{d}": float(v) for d, v in zip(days, vol)})
-        if not spec.is_seed:
-            res = structures_ref.run(prices, ["path"], 2000, 2000, 1, tenor, rate, side_v,
-                                     hedge, spec)
-            return layout.reference_tables(res, ["path"])[0].to_pandas()
-        rows, _ = reference_tables(reference.run(prices, ["path"], 2000, 2000, 1, tenor, rate,
-                                                 side_v, hedge), ["path"])
-        return rows.to_pandas()
+        res = _reference(spec, prices, ["path"], 2000, 2000, 1, tenor, rate, side_v, hedge)
+        return reference_tables(res, ["path"], spec)[0].to_pandas()
     one = lambda v, t: np.array([v], t)  # noqa: E731
     sched = Schedule(["path"], np.array([0]), 2000, 2000, 1, tenor, one(0, np.int32),
                      one(2000, np.int16), one(1, np.int8), one(0, np.int8), one(0, np.int64),
@@ -245,18 +251,16 @@ def warm_up(impl: str = "auto", device: str = "auto", **options) -> None:
 
 
 # --------------------------------------------------------------------------- timings
-def _answers(res: Any, assets: list[str]) -> tuple[pa.Table | None, Any]:
+def _answers(res: Any, assets: list[str], spec: Spec) -> tuple[pa.Table | None, Any]:
     """(rows, summary) of a timed call: a Backtest, or the reference's own lists."""
     if isinstance(res, Backtest):
         return res.rows, res.summary
-    if res["columns"] == structures_ref.COLUMNS:
-        return layout.reference_tables(res, assets)
-    return reference_tables(res, assets)
+    return reference_tables(res, assets, spec)
 
 
-def _same_answers(assets: list[str]):
+def _same_answers(assets: list[str], spec: Spec):
     def same(a, b) -> bool:
-        (ra, sa), (rb, sb) = _answers(a, assets), _answers(b, assets)
+        (ra, sa), (rb, sb) = _answers(a, assets, spec), _answers(b, assets, spec)
         try:
             if ra is not None and rb is not None:
                 core.compare_rows(rb, ra, rtol=RTOL)
@@ -297,8 +301,7 @@ def compare_impls(store: data.PriceStore, schedule: Schedule,
             grid = (prices, schedule.assets, schedule.start_year, schedule.end_year,
                     schedule.per_month, schedule.tenor, p["rate"], SIDES[p["side"]],
                     p["hedge"])
-            runs[impl] = ((lambda grid=grid: reference.run(*grid)) if spec.is_seed else
-                          (lambda grid=grid: structures_ref.run(*grid, spec)))
+            runs[impl] = lambda grid=grid: _reference(spec, *grid)
             meta[impl] = (impl, 1)
             continue
         for nj in jobs:
@@ -309,7 +312,7 @@ def compare_impls(store: data.PriceStore, schedule: Schedule,
                 progress=False, **spec.params())
             meta[label] = (impl, nj)
     df = qbench.compare_impls(runs, size=schedule.straddle_days, unit="straddle-days",
-                              same=_same_answers(schedule.assets), repeats=repeats)
+                              same=_same_answers(schedule.assets, spec), repeats=repeats)
     df.index.name = "run"
     df.insert(0, "impl", [meta[k][0] for k in df.index])
     df.insert(1, "n_jobs", [meta[k][1] for k in df.index])

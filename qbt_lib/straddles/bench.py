@@ -39,10 +39,11 @@ import pyarrow.parquet as pq
 
 from .. import paths
 from ..device import gpu_available
+from ..machine import peak_rss_mb, peak_rss_reset
 from ..parallel import available_cores, chunk_bounds
 from . import core, reference
 from .api import backtest, reference_tables
-from .chunks import PARQUET_OPTIONS
+from .dataset import PARQUET_OPTIONS
 from .gpu import device_throughput, value_chunk_gpu
 from .market import load_market
 from .nb import value_chunk_numba
@@ -326,7 +327,8 @@ def _summary_only_large(bench, big_store, big, cores: int, tiny: bool) -> None:
 def _raw_write(bench, big_store, n_pq, bounds, raw_dir: Path, nj: int, reps: int) -> dict:
     """pyarrow's raw write: ``nj`` writer threads, one part file per chunk (as the stream
     writes), the chunks of each group computed first (untimed), each group's write timed
-    ``reps`` times (rewriting the same files), so the raw case is a median of repeats too."""
+    ``reps`` times, so the raw case is a median of repeats too; the previous repeat's files
+    are removed before the clock, as the streamed cases' (:func:`_stream_times`)."""
     raw_dir.mkdir()
     times = [0.0] * reps
     nbytes_in = 0
@@ -335,11 +337,13 @@ def _raw_write(bench, big_store, n_pq, bounds, raw_dir: Path, nj: int, reps: int
         tabs = [backtest(big_store, n_pq.take(lo, hi), impl="numba", progress=False).rows
                 for lo, hi in group]
         nbytes_in += sum(t.nbytes for t in tabs)
+        files = [raw_dir / f"part-{g + i:06d}.parquet" for i in range(len(tabs))]
         for r in range(reps):
+            for f in files:
+                f.unlink(missing_ok=True)
             gc.collect()
             t0 = time.perf_counter()
-            _write_parts(tabs, [raw_dir / f"part-{g + i:06d}.parquet"
-                                for i in range(len(tabs))])
+            _write_parts(tabs, files)
             times[r] += time.perf_counter() - t0
         del tabs
     size_on_disk = sum(f.stat().st_size for f in raw_dir.iterdir())
@@ -354,41 +358,52 @@ def _raw_write(bench, big_store, n_pq, bounds, raw_dir: Path, nj: int, reps: int
     return _per_straddle(raw, len(n_pq))
 
 
-def _streamed(bench, big_store, n_pq, target: Path, nj: int, nbytes_in: int) -> dict:
-    """The same straddles streamed to a Parquet dataset by ``backtest``."""
-    c = bench.measure(
-        f"parquet: streamed, numba n_jobs={nj}",
-        lambda: backtest(big_store, n_pq, impl="numba", n_jobs=nj, backend="threads",
-                         output="parquet", path=target, progress=False),
-        impl="numba", size=n_pq.straddle_days, unit="straddle-days", n_jobs=nj,
-        backend="threads" if nj > 1 else "sequential", warmup=0, nbytes=nbytes_in,
-        writers=nj, part_straddles=DEFAULT_CHUNK)
-    c.pop("_result", None)
-    _per_straddle(c, len(n_pq))
-    c["table_bytes"] = nbytes_in
+def _stream_times(store, sched, target: Path, n_jobs: int, reps: int,
+                  layout: str) -> list[float]:
+    """``reps`` timed streams of ``sched`` to a Parquet dataset at ``target`` by
+    ``backtest`` (numba, threads), each into a fresh directory: the previous dataset is
+    removed before the clock, so every Parquet case times the same work (valuing, encoding
+    and writing; never deleting the last repeat's files)."""
+    times = []
+    for _ in range(reps):
+        shutil.rmtree(target, ignore_errors=True)
+        gc.collect()
+        t0 = time.perf_counter()
+        backtest(store, sched, impl="numba", n_jobs=n_jobs, backend="threads",
+                 output="parquet", layout=layout, path=target, progress=False)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def _streamed(bench, big_store, n_pq, target: Path, nj: int, nbytes_in: int,
+              reps: int) -> dict:
+    """The same straddles streamed to a Parquet dataset by ``backtest`` (row layout)."""
+    peak_rss_reset()
+    times = _stream_times(big_store, n_pq, target, nj, reps, "rows")
+    gbps = nbytes_in / statistics.median(times) / 1e9
+    frac = bench.bw_fraction(gbps, nj)
+    c = bench.add_case(
+        f"parquet: streamed, numba n_jobs={nj}", times, impl="numba",
+        size=n_pq.straddle_days, unit="straddle-days", n_jobs=nj,
+        backend="threads" if nj > 1 else "sequential", peak_rss_mb=peak_rss_mb(),
+        GBps=gbps, **({"bw_fraction": frac} if frac is not None else {}), writers=nj,
+        part_straddles=DEFAULT_CHUNK, table_bytes=nbytes_in)
+    bench.after_measure(c, lambda: backtest(big_store, n_pq, impl="numba", n_jobs=nj,
+                                            backend="threads", output="parquet",
+                                            path=target, progress=False))
     shutil.rmtree(target, ignore_errors=True)
     os.sync()
-    return c
+    return _per_straddle(c, len(n_pq))
 
 
 # the normalized layout (issue #16)
-def _stream_normalized(store, sched, target: Path, n_jobs: int) -> float:
-    """One normalized write into a fresh directory (the previous one removed untimed)."""
-    shutil.rmtree(target, ignore_errors=True)
-    gc.collect()
-    t0 = time.perf_counter()
-    backtest(store, sched, impl="numba", n_jobs=n_jobs, backend="threads", output="parquet",
-             layout="normalized", path=target, progress=False)
-    return time.perf_counter() - t0
-
-
 def _normalized(bench, store, big, n_pq, scratch: Path, cores: int, reps: int,
                 streamed: dict, quick: bool, tiny: bool) -> None:
     rows_pq = n_pq.straddle_days
     norm = {}
     for nj in sorted({1, cores}):
         target = scratch / f"normalized-{nj}"
-        times = [_stream_normalized(store, n_pq, target, nj) for _ in range(reps)]
+        times = _stream_times(store, n_pq, target, nj, reps, "normalized")
         size = sum(f.stat().st_size for f in target.rglob("*.parquet"))
         day_bytes = sum(f.stat().st_size for f in (target / "days").iterdir())
         shutil.rmtree(target, ignore_errors=True)
@@ -412,10 +427,10 @@ def _normalized(bench, store, big, n_pq, scratch: Path, cores: int, reps: int,
         bench.note("parquet_normalized_1M", f"not run: {need / 1e9:.1f} GB needed in {scratch}")
         return
     target = scratch / "normalized-1M"
-    t = _stream_normalized(store, big, target, cores)
+    times = _stream_times(store, big, target, cores, 1, "normalized")
     shutil.rmtree(target, ignore_errors=True)
     c = bench.add_case(f"parquet: normalized layout, numba n_jobs={cores} ({len(big):,} "
-                       "straddles, one run)", [t], impl="numba", size=big.straddle_days,
+                       "straddles, one run)", times, impl="numba", size=big.straddle_days,
                        unit="straddle-days", n_jobs=cores, backend="threads", writers=cores)
     _per_straddle(c, len(big))
     bench.note("parquet_normalized_1M", f"{c['throughput'] / 1e6:.1f}M straddle-days/s, "
@@ -438,7 +453,7 @@ def _parquet_stream(bench, big_store, big, cores: int, quick: bool, tiny: bool) 
         for nj in sorted({1, cores}):
             raw = _raw_write(bench, big_store, n_pq, bounds, scratch / f"raw-{nj}", nj, reps)
             c = _streamed(bench, big_store, n_pq, scratch / f"stream-{nj}", nj,
-                          raw["table_bytes"])
+                          raw["table_bytes"], reps)
             streamed[nj] = c
             bench.ratio(f"parquet streamed / raw pyarrow write, {nj} writer(s)", c, raw,
                         target=None if tiny else 0.8, same=f"{nj} writer(s), part files of "

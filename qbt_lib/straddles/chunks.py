@@ -13,16 +13,15 @@ every kernel.
 """
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .. import data, parallel, paths
 from ..device import dispatch
@@ -36,13 +35,6 @@ from .schedule import Schedule, asset_days
 SCRATCH_STRADDLES = 512  # output="summary": 32k rows (4.8 MB) per buffer, stays in cache
 PARQUET_ROW_GROUP_STRADDLES = 4096  # output="parquet": 262k rows per row group (measured: fewer,
 # larger row groups encode faster than cache-sized ones)
-# Parquet settings used for the streamed dataset (and for the raw-write comparison in the
-# benchmark): dictionary-encode only the columns that repeat; the unique floats would build
-# a dictionary just to throw it away.
-PARQUET_DICT_COLUMNS = ["asset", "year", "month", "i", "straddle_id", "date", "day", "S",
-                        "K", "vol", "tau", "action"]
-PARQUET_OPTIONS: dict[str, Any] = {"compression": "snappy",
-                                   "use_dictionary": PARQUET_DICT_COLUMNS}
 
 
 # --------------------------------------------------------------------------- the kernels
@@ -160,9 +152,10 @@ def _through_buffer(job: _Job, price, vol, dates_ns, start):
     each sub-chunk becomes a row group of this chunk's part file ("parquet")."""
     sched = job.sched
     step = SCRATCH_STRADDLES if job.mode == "scratch" else PARQUET_ROW_GROUP_STRADDLES
-    writer = None
     parts = []
-    try:
+    part = (dataset.PartFile(Path(job.tmpdir) / f"part-{job.chunk:06d}.parquet")
+            if job.mode == "parquet" else contextlib.nullcontext())
+    with part:
         for lo in range(0, len(sched), step):
             sub = sched.take(lo, min(len(sched), lo + step))
             st = start[lo:lo + len(sub)]
@@ -171,27 +164,10 @@ def _through_buffer(job: _Job, price, vol, dates_ns, start):
                                                  st, sub, job.rate, job.side, job.hedge, out)
             parts.append(core.summary_arrays(sub, dates_ns, price, st, ev, xv, s_pnl, s_hedge))
             if job.mode == "parquet":
-                normalized = job.layout == "normalized"
-                table = (dataset.day_table(out) if normalized else
-                         rows_table(out, sched.assets))
-                if writer is None:
-                    # a temp name, renamed to the chunk's fixed name when complete: a
-                    # chunk recomputed after its worker was lost is harmless
-                    final = Path(job.tmpdir) / f"part-{job.chunk:06d}.parquet"
-                    part_tmp = final.with_name(
-                        f"{final.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-                    writer = pq.ParquetWriter(part_tmp, table.schema,
-                                              **(dataset.DAY_PARQUET_OPTIONS if normalized
-                                                 else PARQUET_OPTIONS))
-                writer.write_table(table)
-        if writer is not None:
-            writer.close()
-            writer = None
-            os.replace(part_tmp, final)
-    finally:
-        if writer is not None:
-            writer.close()
-            part_tmp.unlink(missing_ok=True)
+                if job.layout == "normalized":
+                    part.write(dataset.day_table(out), dataset.DAY_PARQUET_OPTIONS)
+                else:
+                    part.write(rows_table(out, sched.assets), dataset.PARQUET_OPTIONS)
     summ = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     return (sched.straddle_days, summ) if job.mode == "parquet" else _place(job, summ)
 
@@ -216,7 +192,8 @@ def _jobs(schedule: Schedule, bounds, impl, device, rate, side, hedge, mode, out
                    views, tmpdir, layout=layout)
 
 
-def _pool_kw(store, backend, n_jobs, scheduler, progress) -> dict:
+def pool_kw(store, backend, n_jobs, scheduler, progress) -> dict:
+    """``parallel.imap``/``pmap``'s arguments for a run's chunks (the store shared once)."""
     return dict(backend=backend, n_jobs=n_jobs, scheduler=scheduler, progress=progress,
                 desc="straddles", unit="chunk", shared=(store,))
 
@@ -231,7 +208,7 @@ def value_in_memory(store: data.PriceStore, schedule: Schedule, *, impl: str, de
     bounds = parallel.chunk_bounds(len(schedule), chunk_size)
     eff_backend, _ = parallel.effective_backend(backend, n_jobs, len(bounds))
     in_process = eff_backend in ("sequential", "threads")
-    kw = _pool_kw(store, backend, n_jobs, scheduler, progress)
+    kw = pool_kw(store, backend, n_jobs, scheduler, progress)
     summ = core.empty_summary(len(schedule))
     out = core.empty_rows(schedule.straddle_days) if keep_rows else None
     mode = "into" if keep_rows and in_process else "return" if keep_rows else "scratch"
@@ -257,39 +234,52 @@ def value_in_memory(store: data.PriceStore, schedule: Schedule, *, impl: str, de
             summary_table(summ, schedule.assets))
 
 
-def stream_parquet(store: data.PriceStore, schedule: Schedule, path, meta: dict, *,
-                   impl: str, device: str, rate: float, side: float, hedge: bool,
-                   n_jobs: int, backend: str, scheduler, chunk_size: int, progress,
-                   layout: str = "rows") -> Path:
-    """Stream the rows to a Parquet dataset at ``path`` (``rows/`` part files written by the
-    workers, ``summary/`` written here in order, ``meta.json``) inside a temp directory
-    renamed when complete; the dataset's path. ``layout="normalized"``: ``days/`` part
-    files with the day columns only, and ``market/`` (``dataset.py``)."""
+def value_to_parquet(store: data.PriceStore, schedule: Schedule, path, meta: dict, *,
+                     impl: str, device: str, rate: float, side: float, hedge: bool,
+                     n_jobs: int, backend: str, scheduler, chunk_size: int, progress,
+                     layout: str = "rows") -> Path:
+    """Stream the seed's rows to a Parquet dataset at ``path`` (:func:`stream_parquet` with
+    this module's chunk tasks); the dataset's path."""
+    def tasks(bounds, part_dir: str) -> list:
+        return list(_jobs(schedule, bounds, impl, device, rate, side, hedge, "parquet",
+                          tmpdir=part_dir, layout=layout))
+    return stream_parquet(store, schedule, path, meta, tasks, layout=layout,
+                          n_jobs=n_jobs, backend=backend, scheduler=scheduler,
+                          chunk_size=chunk_size, progress=progress)[0]
+
+
+def stream_parquet(store: data.PriceStore, schedule: Schedule, path, meta: dict,
+                   tasks: Callable[[list, str], list], *, worker: Callable = _run_job,
+                   summary: Callable = summary_table,
+                   day_columns: tuple[str, ...] = dataset.DAY_COLUMNS, layout: str = "rows",
+                   n_jobs: int, backend: str, scheduler, chunk_size: int,
+                   progress) -> tuple[Path, int]:
+    """Stream a run's rows to a Parquet dataset at ``path`` (``rows/`` part files written by
+    the workers, ``summary/`` written here in order, ``meta.json``) inside a temp directory
+    renamed when complete; ``layout="normalized"``: ``days/`` part files with the day
+    columns only (``day_columns``), and ``market/`` (``dataset.py``). ``(path, n_rows)``.
+
+    ``tasks(bounds, part_dir)``: the chunk tasks of the straddle ranges ``bounds``;
+    ``worker(task, store)`` values one and writes its part file in ``part_dir``, returning
+    ``(n_rows, summary arrays)``; ``summary(arrays, assets)``: the summary's table; ``meta``:
+    the run's parameters (and what else the dataset records) for ``meta.json``. The seed's
+    chunks are the defaults; ``structures.run`` passes its own."""
     if path is None:
         raise ValueError("output='parquet' needs path= (the dataset directory)")
     local = paths.local_path(path, "path")  # a path or a file:// URI
     final = paths.resolve_output_dir(local.parent) / local.name
     bounds = parallel.chunk_bounds(len(schedule), chunk_size)
-    kw = _pool_kw(store, backend, n_jobs, scheduler, progress)
+    kw = pool_kw(store, backend, n_jobs, scheduler, progress)
     sub = "days" if layout == "normalized" else "rows"
     with paths.atomic_dir(final, replace=True) as tmp:
         (tmp / sub).mkdir()
         (tmp / "summary").mkdir()
         n = 0
-        summary_writer = None
-        tasks = list(_jobs(schedule, bounds, impl, device, rate, side, hedge, "parquet",
-                           tmpdir=str(tmp / sub), layout=layout))
-        try:  # workers write the rows; the summary (1/64 of it) is written here, in order
-            for n_rows, summ in parallel.imap(_run_job, tasks, **kw):
+        # workers write the rows; the summary (1/64 of it) is written here, in order
+        with dataset.PartFile(tmp / "summary" / "part-000000.parquet") as summary_file:
+            for n_rows, summ in parallel.imap(worker, tasks(bounds, str(tmp / sub)), **kw):
                 n += n_rows
-                t = summary_table(summ, schedule.assets)
-                if summary_writer is None:
-                    summary_writer = pq.ParquetWriter(
-                        tmp / "summary" / "part-000000.parquet", t.schema)
-                summary_writer.write_table(t)
-        finally:
-            if summary_writer is not None:
-                summary_writer.close()
+                summary_file.write(summary(summ, schedule.assets))
         for stray in (tmp / sub).glob("*.tmp"):  # from a chunk whose worker was lost
             stray.unlink(missing_ok=True)
         if layout == "normalized":
@@ -298,5 +288,5 @@ def stream_parquet(store: data.PriceStore, schedule: Schedule, path, meta: dict,
             {**meta, "n_straddles": len(schedule), "n_rows": n,
              "assets": schedule.assets, "skipped": len(schedule.skipped), "layout": layout,
              "parts": [[lo, hi] for lo, hi in bounds],
-             "day_columns": list(dataset.DAY_COLUMNS) if layout == "normalized" else None}))
-    return final
+             "day_columns": list(day_columns) if layout == "normalized" else None}))
+    return final, n

@@ -59,6 +59,7 @@ ROW_COLUMNS: tuple[tuple[str, Any], ...] = (
     ("hedge_pnl", np.float64), ("cum_pnl", np.float64))
 FLOAT_COLUMNS = tuple(n for n, t in ROW_COLUMNS if t is np.float64)
 ROW_BYTES = sum(np.dtype(t).itemsize for _, t in ROW_COLUMNS)  # bytes written per row
+DATE_COLUMNS = ("date", "entry_date", "exit_date")   # int64 ns in the arrays, timestamps
 
 
 @functools.lru_cache(maxsize=64)
@@ -190,33 +191,6 @@ def value_chunk_numpy(price: np.ndarray, vol: np.ndarray, dates_ns: np.ndarray,
     return cols["sum_pnl"], cols["sum_hedge"]
 
 
-# --------------------------------------------------------------------------- tables
-_ACTION_DICT = pa.array(ACTIONS, type=pa.string())
-
-
-def rows_table(cols: dict[str, np.ndarray], assets: list[str]) -> pa.Table:
-    """The row columns as an Arrow table without copying the numeric buffers; ``asset`` and
-    ``action`` become dictionary (categorical) columns, ``date`` a timestamp."""
-    arrays, names = [], []
-    asset_dict = pa.array(list(assets), type=pa.string())
-    for name, _ in ROW_COLUMNS:
-        a = cols[name]
-        # safe=False: the kernels write only valid codes; checking them costs 0.1 ms
-        if name == "asset":
-            arr = pa.DictionaryArray.from_arrays(pa.array(a, type=pa.int32()), asset_dict,
-                                                 safe=False)
-        elif name == "action":
-            arr = pa.DictionaryArray.from_arrays(pa.array(a, type=pa.int8()), _ACTION_DICT,
-                                                 safe=False)
-        elif name == "date":  # int64 ns -> timestamp without a copy
-            arr = pa.array(np.asarray(a).view(np.int64)).view(pa.timestamp("ns"))
-        else:
-            arr = pa.array(a)
-        arrays.append(arr)
-        names.append(name)
-    return pa.Table.from_arrays(arrays, names=names)
-
-
 def to_frame(table: pa.Table) -> pd.DataFrame:
     """An Arrow row/summary table as a DataFrame (categoricals stay categorical)."""
     return table.to_pandas()
@@ -229,11 +203,6 @@ SUMMARY_COLUMNS = ("asset", "year", "month", "i", "straddle_id", "entry_date", "
 
 SUMMARY_DTYPES = {"asset": np.int32, "year": np.int16, "month": np.int8, "i": np.int8,
                   "straddle_id": np.int64, "entry_date": np.int64, "exit_date": np.int64}
-
-
-def empty_summary(n: int) -> dict[str, np.ndarray]:
-    """Preallocated per-straddle summary columns."""
-    return {k: np.empty(n, SUMMARY_DTYPES.get(k, np.float64)) for k in SUMMARY_COLUMNS}
 
 
 def summary_arrays(sched, dates_ns: np.ndarray, price: np.ndarray, start: np.ndarray,
@@ -252,19 +221,18 @@ def summary_arrays(sched, dates_ns: np.ndarray, price: np.ndarray, start: np.nda
 
 
 def reference_columns(res: dict, assets: list[str], row_columns, summary_dtypes: dict,
-                      categories: dict | None = None) -> tuple[dict, dict]:
+                      labels: dict | None = None) -> tuple[dict, dict]:
     """The reference's list-of-lists rows and summary (``res``) as column arrays in the fast
-    paths' dtypes: ``asset``/``action`` (and ``categories``: ``{name: (code_of, dtype)}``)
+    paths' dtypes: ``asset``, ``action`` (and the columns of ``labels``, ``{name: labels}``)
     as integer codes, dates as int64 nanoseconds."""
     code = {a: k for k, a in enumerate(assets)}
-    cats = {"asset": (code.__getitem__, np.int32), "action": (ACTIONS.index, np.int8),
-            **(categories or {})}
+    cats = {"asset": code.__getitem__, "action": ACTIONS.index,
+            **{k: list(v).index for k, v in (labels or {}).items()}}
 
     def column(vals: list, name: str, dt) -> np.ndarray:
         if name in cats:
-            f, t = cats[name]
-            return np.array([f(v) for v in vals], t)
-        if name in ("date", "entry_date", "exit_date"):
+            return np.array([cats[name](v) for v in vals], dt)
+        if name in DATE_COLUMNS:
             return np.array(vals, "datetime64[D]").astype("datetime64[ns]").view(np.int64)
         return np.array(vals, dt)
     cols = {name: column([r[j] for r in res["rows"]], name, dt)
@@ -275,18 +243,62 @@ def reference_columns(res: dict, assets: list[str], row_columns, summary_dtypes:
     return cols, summ
 
 
-def summary_table(cols: dict[str, np.ndarray], assets: list[str]) -> pa.Table:
-    arrays = []
-    for name in SUMMARY_COLUMNS:
+# --------------------------------------------------------------------------- tables
+# The builders take the layout's columns: the seed's by default, the structures' from
+# ``layout.py`` (its ``X_*`` columns and the ``exit_reason`` labels).
+_ACTION_DICT = pa.array(ACTIONS, type=pa.string())
+
+
+def _arrays(cols: dict, names, assets: list[str], labels: dict | None) -> list[pa.Array]:
+    """The columns ``names`` of ``cols`` as Arrow arrays without copying the numeric
+    buffers: ``asset``, ``action`` and the columns of ``labels`` (``{name: labels}``, int8
+    codes) as dictionary (categorical) columns, the dates as timestamps."""
+    dicts = {"asset": (pa.int32(), pa.array(list(assets), type=pa.string())),
+             "action": (pa.int8(), _ACTION_DICT),
+             **{k: (pa.int8(), pa.array(list(v), type=pa.string()))
+                for k, v in (labels or {}).items()}}
+    out = []
+    for name in names:
         a = cols[name]
-        if name == "asset":
-            arrays.append(pa.DictionaryArray.from_arrays(pa.array(a, type=pa.int32()),
-                                                         pa.array(list(assets), type=pa.string())))
-        elif name in ("entry_date", "exit_date"):
-            arrays.append(pa.array(np.asarray(a).view(np.int64)).view(pa.timestamp("ns")))
+        if name in dicts:
+            t, d = dicts[name]
+            # safe=False: the kernels write only valid codes; checking them costs 0.1 ms
+            out.append(pa.DictionaryArray.from_arrays(pa.array(a, type=t), d, safe=False))
+        elif name in DATE_COLUMNS:  # int64 ns -> timestamp without a copy
+            out.append(pa.array(np.asarray(a).view(np.int64)).view(pa.timestamp("ns")))
         else:
-            arrays.append(pa.array(a))
-    return pa.Table.from_arrays(arrays, names=list(SUMMARY_COLUMNS))
+            out.append(pa.array(a))
+    return out
+
+
+def rows_table(cols: dict[str, np.ndarray], assets: list[str], columns=ROW_COLUMNS,
+               labels: dict | None = None) -> pa.Table:
+    """The row columns (``columns``: ``(name, dtype)`` pairs) as an Arrow table without
+    copying the numeric buffers; ``asset`` and ``action`` become dictionary (categorical)
+    columns, ``date`` a timestamp."""
+    names = [name for name, _ in columns]
+    return pa.Table.from_arrays(_arrays(cols, names, assets, labels), names=names)
+
+
+def summary_table(cols: dict[str, np.ndarray], assets: list[str], columns=SUMMARY_COLUMNS,
+                  labels: dict | None = None) -> pa.Table:
+    """The summary columns (``columns``: names) as an Arrow table, as :func:`rows_table`."""
+    return pa.Table.from_arrays(_arrays(cols, columns, assets, labels), names=list(columns))
+
+
+def empty_summary(n: int, columns=SUMMARY_COLUMNS,
+                  dtypes: dict = SUMMARY_DTYPES) -> dict[str, np.ndarray]:
+    """Preallocated per-straddle summary columns (floats unless ``dtypes`` says)."""
+    return {k: np.empty(n, dtypes.get(k, np.float64)) for k in columns}
+
+
+def reference_tables(res: dict, assets: list[str], row_columns=ROW_COLUMNS,
+                     summary_columns=SUMMARY_COLUMNS, summary_dtypes: dict = SUMMARY_DTYPES,
+                     labels: dict | None = None) -> tuple[pa.Table, pa.Table]:
+    """The reference's list rows and summary as Arrow tables (the fast paths' layout)."""
+    cols, summ = reference_columns(res, assets, row_columns, summary_dtypes, labels)
+    return (rows_table(cols, assets, row_columns, labels),
+            summary_table(summ, assets, summary_columns, labels))
 
 
 def compare_rows(got: pa.Table | pd.DataFrame, want: pa.Table | pd.DataFrame,

@@ -31,8 +31,8 @@ X_SUMMARY_COLUMNS = core.SUMMARY_COLUMNS + ("K_call", "K_put", "cost", "hedge_co
 X_SUMMARY_DTYPES = {**core.SUMMARY_DTYPES, "exit_day": np.int16, "exit_reason": np.int8}
 assert set(F_COLUMNS) == set(X_FLOAT_COLUMNS)
 
-_ACTIONS = pa.array(core.ACTIONS, type=pa.string())
-_REASONS = pa.array(EXIT_REASONS, type=pa.string())
+#: the categorical columns beyond the seed's ``asset`` and ``action``
+LABELS = {"exit_reason": EXIT_REASONS}
 
 
 # --------------------------------------------------------------------------- tables
@@ -67,43 +67,23 @@ def empty_rows(n_rows: int) -> dict[str, np.ndarray]:
     return out
 
 
-def _arrow(name: str, a: np.ndarray, assets: pa.Array) -> pa.Array:
-    if name == "asset":
-        return pa.DictionaryArray.from_arrays(pa.array(a, type=pa.int32()), assets, safe=False)
-    if name == "action":
-        return pa.DictionaryArray.from_arrays(pa.array(a, type=pa.int8()), _ACTIONS, safe=False)
-    if name == "exit_reason":
-        return pa.DictionaryArray.from_arrays(pa.array(a, type=pa.int8()), _REASONS, safe=False)
-    if name in ("date", "entry_date", "exit_date"):
-        return pa.array(np.asarray(a).view(np.int64)).view(pa.timestamp("ns"))
-    return pa.array(a)
-
-
-def rows_table(cols: dict, assets: list[str], n: int | None = None) -> pa.Table:
-    """The rows (``X_ROW_COLUMNS``; the first ``n``) as an Arrow table, numeric buffers not
-    copied."""
-    names = [name for name, _ in X_ROW_COLUMNS]
-    a = pa.array(list(assets), type=pa.string())
-    return pa.Table.from_arrays([_arrow(c, cols[c] if n is None else cols[c][:n], a)
-                                 for c in names], names=names)
+def rows_table(cols: dict, assets: list[str]) -> pa.Table:
+    """The rows (``X_ROW_COLUMNS``) as an Arrow table, numeric buffers not copied."""
+    return core.rows_table(cols, assets, X_ROW_COLUMNS, LABELS)
 
 
 def summary_table(cols: dict, assets: list[str]) -> pa.Table:
-    a = pa.array(list(assets), type=pa.string())
-    return pa.Table.from_arrays([_arrow(c, cols[c], a) for c in X_SUMMARY_COLUMNS],
-                                names=list(X_SUMMARY_COLUMNS))
+    return core.summary_table(cols, assets, X_SUMMARY_COLUMNS, LABELS)
 
 
 def empty_summary(n: int) -> dict[str, np.ndarray]:
-    return {k: np.empty(n, X_SUMMARY_DTYPES.get(k, np.float64)) for k in X_SUMMARY_COLUMNS}
+    return core.empty_summary(n, X_SUMMARY_COLUMNS, X_SUMMARY_DTYPES)
 
 
 def reference_tables(res: dict, assets: list[str]) -> tuple[pa.Table, pa.Table]:
     """The reference's list rows and summary as Arrow tables (the fast paths' layout)."""
-    assert [n for n, _ in X_ROW_COLUMNS] == res["columns"]
-    cols, summ = core.reference_columns(res, assets, X_ROW_COLUMNS, X_SUMMARY_DTYPES,
-                                        {"exit_reason": (EXIT_REASONS.index, np.int8)})
-    return rows_table(cols, assets), summary_table(summ, assets)
+    return core.reference_tables(res, assets, X_ROW_COLUMNS, X_SUMMARY_COLUMNS,
+                                 X_SUMMARY_DTYPES, LABELS)
 
 
 def summary_arrays(sched: Schedule, dates_ns, price, start, kc, kp, SF, exit_date, exit_day,

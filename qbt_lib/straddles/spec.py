@@ -47,8 +47,6 @@ from typing import Any
 from ..params import as_float, as_int, one_of
 
 STRUCTURES = ("straddle", "strangle", "call", "put")
-WINGS = ("atm", "delta", "moneyness")
-SPREADS = ("none", "vol", "premium")
 EXIT_REASONS = ("expiry", "days", "profit", "loss")
 DEFAULT_STRANGLE_WING = "delta:0.25"
 
@@ -277,8 +275,6 @@ def parse_exit(exit: Any) -> tuple[int, float, float]:
 def parse(structure: Any = "straddle", wing: Any = None, spread: Any = None,
           hedge_cost_bps: Any = 0.0, exit: Any = "expiry") -> Spec:
     """A :class:`Spec` from the user's options; a ``ValueError`` names the bad one."""
-    if isinstance(structure, Spec):
-        return structure
     structure = one_of("structure", structure, STRUCTURES)
     wing_kind, wing_v = parse_wing(structure, wing)
     spread_kind, spread_v = parse_spread(spread)

@@ -24,18 +24,17 @@ options are refused with an error (the CUDA kernels value the seed's straddle on
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from .. import data, parallel, paths
+from .. import data, parallel
 from ..device import resolve_device
-from . import core, dataset, reference, structures_ref
-from .layout import (empty_rows, empty_summary, reference_tables, rows_table, summary_arrays,
-                     summary_table)
+from . import core, dataset
+from .chunks import PARQUET_ROW_GROUP_STRADDLES, pool_kw, stream_parquet
+from .layout import empty_rows, empty_summary, rows_table, summary_arrays, summary_table
 from .schedule import Schedule, asset_days
 from .nb import _plain, log_prices_nb
 from .spec import Spec, wing_z
@@ -248,7 +247,6 @@ class XJob:
     mode: str                   # "table" | "summary" | "parquet"
     layout: str = "rows"        # parquet: "rows" | "normalized"
     tmpdir: str | None = None
-    sub: int = 4096             # parquet: straddles per row group
 
 
 def run_job(job: XJob, store: data.PriceStore):
@@ -265,8 +263,8 @@ def run_job(job: XJob, store: data.PriceStore):
     parts, n = [], 0
     final = Path(job.tmpdir) / f"part-{job.chunk:06d}.parquet"
     with dataset.PartFile(final) as part:
-        for lo in range(0, len(sched), job.sub):
-            sub = sched.take(lo, min(len(sched), lo + job.sub))
+        for lo in range(0, len(sched), PARQUET_ROW_GROUP_STRADDLES):
+            sub = sched.take(lo, min(len(sched), lo + PARQUET_ROW_GROUP_STRADDLES))
             rows, summ = value_chunk(job.impl, price, vol, dates_ns, start[lo:lo + len(sub)],
                                      sub, *args)
             parts.append(summ)
@@ -292,70 +290,30 @@ def check_device(impl: str, device: str) -> str:
 
 
 # --------------------------------------------------------------------------- the run
-def reference_backtest(store: data.PriceStore, schedule: Schedule, rate: float, side: float,
-                       hedge: bool, spec: Spec,
-                       prices: dict | None = None) -> tuple[pa.Table, pa.Table]:
-    """The reference over the schedule: its rows and summary as tables."""
-    if prices is None:
-        prices = reference.build_prices_dict(store, schedule.assets)
-    res = structures_ref.run(prices, schedule.assets, schedule.start_year, schedule.end_year,
-                             schedule.per_month, schedule.tenor, rate, side, hedge, spec)
-    return reference_tables(res, schedule.assets)
-
-
 def run(store: data.PriceStore, schedule: Schedule, spec: Spec, *, rate: float, side: float,
         hedge: bool, impl: str, device: str, n_jobs: int, backend: str,
         scheduler: str | None, chunk_size: int, output: str, path, layout: str,
         progress: bool | None, params: dict):
-    """Run a backtest with a non-seed spec: ``(rows table | None, summary table | None,
-    n_rows, dataset path | None)``."""
-    if impl == "reference":
-        if output == "parquet":
-            raise ValueError("output='parquet' streams chunks; the reference runs in one "
-                             "piece: use impl='numpy' or 'numba' to stream")
-        rows, summ = reference_backtest(store, schedule, rate, side, hedge, spec)
-        return (rows if output == "table" else None), summ, rows.num_rows, None
+    """Run a backtest with a non-seed spec on the chunk kernels (the reference runs in
+    ``api.backtest``): ``(rows table | None, summary table | None, n_rows, dataset path |
+    None)``."""
     impl = check_device(impl, device)
-    bounds = parallel.chunk_bounds(len(schedule), chunk_size)
-    kw = dict(backend=backend, n_jobs=n_jobs, scheduler=scheduler, progress=progress,
-              desc="straddles", unit="chunk", shared=(store,))
-    mode = output                   # "table" | "summary" | "parquet"
 
-    def tasks(tmpdir=None):
-        return [XJob(schedule.take(lo, hi), c, impl, rate, side, hedge, spec, mode, layout,
-                     tmpdir) for c, (lo, hi) in enumerate(bounds)]
+    def tasks(bounds, part_dir=None) -> list:
+        return [XJob(schedule.take(lo, hi), c, impl, rate, side, hedge, spec, output, layout,
+                     part_dir) for c, (lo, hi) in enumerate(bounds)]
 
+    pool = dict(n_jobs=n_jobs, backend=backend, scheduler=scheduler, progress=progress)
     if output == "parquet":
-        if path is None:
-            raise ValueError("output='parquet' needs path= (the dataset directory)")
-        local = paths.local_path(path, "path")
-        final = paths.resolve_output_dir(local.parent) / local.name
-        with paths.atomic_dir(final, replace=True) as tmp:
-            sub = "days" if layout == "normalized" else "rows"
-            (tmp / sub).mkdir()
-            (tmp / "summary").mkdir()
-            n = 0
-            counts = []
-            with dataset.PartFile(tmp / "summary" / "part-000000.parquet") as sw:
-                for n_rows, summ in parallel.imap(run_job, tasks(str(tmp / sub)), **kw):
-                    n += n_rows
-                    counts.append(n_rows)
-                    sw.write(summary_table(summ, schedule.assets))
-            for stray in (tmp / sub).glob("*.tmp"):
-                stray.unlink(missing_ok=True)
-            if layout == "normalized":
-                dataset.write_market(tmp, store, schedule)
-            (tmp / "meta.json").write_text(json.dumps(
-                {**params, "layout": layout, "spec": spec.to_json(),
-                 "n_straddles": len(schedule), "n_rows": n, "assets": schedule.assets,
-                 "skipped": len(schedule.skipped),
-                 "parts": [[lo, hi] for lo, hi in bounds], "part_rows": counts,
-                 "day_columns": list(dataset.day_columns(spec))
-                 if layout == "normalized" else None}))
+        final, n = stream_parquet(store, schedule, path, {**params, "spec": spec.to_json()},
+                                  tasks, worker=run_job, summary=summary_table,
+                                  day_columns=dataset.day_columns(spec), layout=layout,
+                                  chunk_size=chunk_size, **pool)
         return None, None, n, final
 
+    bounds = parallel.chunk_bounds(len(schedule), chunk_size)
     rows_parts, summ = [], empty_summary(len(schedule))
-    for c, res in enumerate(parallel.imap(run_job, tasks(), **kw)):
+    for c, res in enumerate(parallel.imap(run_job, tasks(bounds), **pool_kw(store, **pool))):
         lo, hi = bounds[c]
         part = res[1] if output == "table" else res
         for k, v in summ.items():

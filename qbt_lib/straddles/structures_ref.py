@@ -28,16 +28,12 @@ from __future__ import annotations
 import math
 
 from .core import ACTIONS, CALENDAR_DAYS, INV_SQRT2, INV_SQRT_2PI, TRADING_DAYS
+from .layout import X_ROW_COLUMNS, X_SUMMARY_COLUMNS
 from .reference import lookup_prices, run_grid, straddle_days
 from .spec import EXIT_REASONS, Spec, strikes_scalar
 
-COLUMNS = ["asset", "year", "month", "i", "straddle_id", "date", "day", "S", "K", "K_call",
-           "K_put", "vol", "tau", "call", "put", "value", "delta", "gamma", "vega", "theta",
-           "action", "pnl", "hedge_pnl", "cost", "hedge_cost", "cum_pnl"]
-SUMMARY = ["asset", "year", "month", "i", "straddle_id", "entry_date", "exit_date", "K",
-           "entry_value", "exit_value", "exit_price", "pnl", "hedge_pnl", "hedged_pnl",
-           "return", "hedged_return", "K_call", "K_put", "cost", "hedge_cost", "exit_day",
-           "exit_reason"]
+COLUMNS = [name for name, _ in X_ROW_COLUMNS]
+SUMMARY = list(X_SUMMARY_COLUMNS)
 
 
 def legs(S, vol, k, tenor, rate, Kc, Kp, lnKc, lnKp, has_call, has_put):

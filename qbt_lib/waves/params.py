@@ -17,13 +17,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..device import DEVICES
+from ..device import DEVICES, IMPLS  # the engines waves has ("auto" picks one)
 from ..params import Boolean, Check, Interval, Options, as_int, as_list, one_of
 from ..parallel import BACKENDS, resolve_n_jobs
 from .enums import DIRECTIONS, RULE_SETS
 
-#: the engines waves has (``"auto"`` picks one; see the module docstring)
-IMPLS = ("auto", "reference", "numpy", "numba", "cupy")
 #: old impl names still accepted, and what they are resolved as
 IMPL_ALIASES = {"fast": "auto"}
 #: ``impl="auto"`` on a usable GPU: False, the GPU scan is slower than the CPU cores

@@ -328,7 +328,10 @@ def test_gpu_table_and_primary_pick():
     assert prof.pick_primary([later, first], "synth") is first
     assert prof.has_gpu(gpu) and not prof.has_gpu(cpu_new)
     g = prof.gpu_table([gpu]).iloc[0]
-    assert g["best cpu case"] == "numba x16" and g["gpu / cpu"] == pytest.approx(20.0)
+    assert g["cpu case"] == "numba x16" and g["gpu / cpu"] == pytest.approx(20.0)
+    assert g["same work"] == prof.FASTEST_CPU  # no GPU ratio stated: said so, not hidden
+    labels = prof.plot_gpu(prof.gpu_table([gpu])).axes[0].get_legend_handles_labels()[1]
+    assert labels == ["GPU", "fastest CPU case (work not stated as the same)"]
     assert g["fraction of device copy"] == pytest.approx(0.3)
     # the summary's GPU figure is the one the run states (one named case), never the
     # fastest GPU case against the best CPU case (a maximum over different work)
@@ -336,6 +339,26 @@ def test_gpu_table_and_primary_pick():
     gpu["headline"] = {"gpu": "1G items/s on Test GPU (cupy, one named case)"}
     assert prof.summarize(cpu_new, [gpu])["gpu"].startswith(
         "1G items/s on Test GPU (cupy, one named case)")
+
+
+def test_gpu_table_pairs_each_gpu_case_with_its_ratios_cpu_side():
+    """A GPU case is set against the CPU side of the bench ratio that names it (the same
+    work), not against the fastest CPU case of its unit; a GPU case no ratio names gets no
+    CPU side. The committed H200 straddles run: its host-table GPU case is 0.214x the CPU
+    case keeping the same table, not 0.10x the faster summary-only CPU case."""
+    doc = prof.load_json(paths.GPU_RESULTS / "h200" / "straddles-h200.json")
+    g = prof.gpu_table([doc]).set_index("case")
+    r = next(x for x in doc["ratios"] if x["num"] in g.index)
+    row = g.loc[r["num"]]
+    assert row["cpu case"] == r["den"] and "summary only" not in row["cpu case"]
+    assert row["gpu / cpu"] == pytest.approx(r["value"]) == pytest.approx(0.2144, abs=1e-3)
+    assert row["same work"] == r["same"]
+    unnamed = g[~g.index.isin([x["num"] for x in doc["ratios"]])]
+    assert len(unnamed) and (unnamed["cpu case"] == "-").all()
+    assert unnamed["gpu / cpu"].isna().all()
+    fig = prof.plot_gpu(g.reset_index())
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert labels == ["GPU", "CPU, same work (the bench's ratio)"]
 
 
 def test_gpu_json_dropped_into_outputs_bench_is_picked_up(tmp_path, monkeypatch):

@@ -440,6 +440,16 @@ def test_checks_flag_untraceable_json_and_slow_fast_path():
     assert prof.check_traceable({"w": prof.WorkloadResult("w", "missing", "")})
     assert prof.speedup_floor_failures({"synth": good}, 1.0) == []
     assert prof.speedup_floor_failures({"synth": good}, 1000.0)
+    # the floor holds the named headline ratio (2x), not the best speed-up over every case
+    # ("fast 10k": 100x, other work)
+    head_doc = _sweep_doc()
+    head_doc["cases"].append(_case("kept 10k", "numba", 10000, 5.0, unit="samples"))
+    head_doc["ratios"] = [{"name": "kept 10k vs ref 10k", "value": 2.0, "num": "kept 10k",
+                           "den": "ref 10k", "headline": True}]
+    head = prof.WorkloadResult("synth", "ok", "", head_doc, "/x/synth.json")
+    assert prof.speedup_floor_failures({"synth": head}, 1.5) == []
+    slow = prof.speedup_floor_failures({"synth": head}, 10.0)
+    assert len(slow) == 1 and "headline speed-up 2.00x" in slow[0]
 
 
 def test_rounded_keeps_whole_numbers_whole():

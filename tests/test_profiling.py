@@ -286,6 +286,15 @@ def test_seed_comparison_is_fair_about_workers():
     multi = sc.loc["after: vectorized + joblib, 8 cores"]
     assert multi["our case"] == "fast 1M loky all"
     assert sc.loc["combined speed-up claimed", "x seed"] == pytest.approx(400.0 / 240)
+    # a speed-up figure is compared with the named headline ratio once there is one, not
+    # with the best speed-up over every case
+    d = _sweep_doc()
+    d["cases"].append(_case("kept 10k", "numba", 10000, 5.0, unit="samples"))
+    d["ratios"] = [{"name": "kept 10k vs ref 10k", "value": 2.0, "num": "kept 10k",
+                    "den": "ref 10k", "headline": True}]
+    row = prof.seed_comparison(d).set_index("seed figure").loc["combined speed-up claimed"]
+    assert row["our case"] == "kept 10k" and row["x seed"] == pytest.approx(2.0 / 240)
+    assert "headline ratio, 1 workers" in row["ours"]
     other = prof.seed_comparison(_doc([_case("r", "reference", 5, 1.0, unit="bananas")],
                                       workload="straddles"))
     assert other["ours"].str.startswith("no comparable case").all()

@@ -156,6 +156,19 @@ def test_readme_block_is_generated(tmp_path, bench_fixtures):
         report.write_readme(readme, docs)
 
 
+def test_a_json_is_labelled_by_its_size_not_the_quick_flag(tmp_path, bench_fixtures):
+    """``quick`` is true for every reduced size: a tiny run reads "tiny", not "quick"."""
+    from qbt_lib.report import page
+    docs = [dict(d, size="tiny", quick=True) if d["workload"] == "synth" and
+            not d.get("tag") else d for d in report.bench_docs([bench_fixtures])]
+    md = report.readme_results(docs)
+    row = next(ln for ln in md.splitlines() if ln.startswith("| synth |"))
+    assert "`synth.json` (" in row and ", tiny)" in row and ", quick)" not in row
+    section = page._bench_section([d for d in docs if d["workload"] == "synth"], tmp_path)
+    assert "; tiny size;" in section and "; full size;" in section  # the GPU run: full
+    assert "; quick size;" not in section
+
+
 def test_repo_readme_has_the_results_markers():
     text = (paths.PROJ_ROOT / "README.md").read_text()
     assert text.count(report.RESULTS_START) == 1 and text.count(report.RESULTS_END) == 1

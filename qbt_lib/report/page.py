@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import paths
 from ..bench import history
-from ..bench.jsons import bench_dirs
+from ..bench.jsons import bench_dirs, size_of
 from ..fmt import human, rel, times
 from ..machine import machine_info
 from ..profiling.tables import ratios_table
@@ -93,7 +93,7 @@ def _summary_table(rows: list[dict], data_dir: Path) -> str:
                 href = _copy_source(d["_path"], data_dir)
                 srcs.append(f'<a href="{href}">{html.escape(Path(d["_path"]).name)}</a> '
                             f'<span class="src">({html.escape(machine_short(d.get("machine")))}'
-                            f'{", quick" if d.get("quick") else ""})</span>')
+                            f'{"" if size_of(d) == "full" else ", " + size_of(d)})</span>')
         if not srcs:
             srcs.append('<span class="missing">no metrics.json or bench JSON yet</span>')
         wall = r["wall_seconds"]
@@ -142,7 +142,7 @@ def _bench_section(docs: list[dict], data_dir: Path) -> str:
         parts.append(
             f'<h3 id="bench-{html.escape(name)}"><a href="{href}">{html.escape(name)}</a></h3>'
             f"<p>{html.escape(machine_short(d.get('machine')))}; copy bandwidth "
-            f"{human(d.get('copy_GBps'))} GB/s; {'quick' if d.get('quick') else 'full'} size; "
+            f"{human(d.get('copy_GBps'))} GB/s; {size_of(d)} size; "
             f"created {html.escape(str(d.get('created', '?')))}</p>"
             + (f'<table class="ratios"><tr><th>ratio</th><th>value</th><th>target</th>'
                f"<th>status</th></tr>{rows}</table>" if rows else "")

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .. import paths
+from ..fmt import _finite
 from ..parallel import available_cores, resolve_n_jobs
 from ..machine import copy_bandwidth, machine_info, peak_rss_mb, peak_rss_reset, versions
 from .jsons import load_results  # noqa: F401  (the bench JSONs read back: bench.jsons)
@@ -377,14 +378,6 @@ class Bench:
         tmp.replace(p)
         print(f"wrote {p}")
         return p
-
-
-def _finite(x: Any) -> float | None:
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 def _workers(n_jobs: Any) -> int:

@@ -133,6 +133,17 @@ def test_render_index(outputs, tmp_path):
         assert "prof.ProfilingConfig.from_params(" not in page
 
 
+def test_render_reads_the_asv_results_once(outputs, tmp_path, monkeypatch):
+    """The summary rows and the history section share one read of the asv results."""
+    from qbt_lib.bench import history
+    read = []
+    real = history.read_results
+    monkeypatch.setattr(history, "read_results", lambda p: read.append(p) or real(p))
+    page = report.render(tmp_path / "report", outputs, results_dir=ASV_FIXTURES,
+                         html_dir=tmp_path / "no-html").read_text()
+    assert len(read) == 1 and 'id="regressions"' in page
+
+
 def test_readme_block_is_generated(tmp_path, bench_fixtures):
     docs = report.bench_docs([bench_fixtures])
     md = report.readme_results(docs)

@@ -153,11 +153,11 @@ def _bench_section(docs: list[dict], data_dir: Path) -> str:
     return "".join(parts)
 
 
-def _history_section(report_dir: Path, data_dir: Path, results_dir: Path | None,
-                     html_dir: Path | None) -> str:
-    """Where the summary comes from (the asv results file), a link to asv's history pages
-    and the regressions ``asv compare`` flags against the previous results of the machine."""
-    hist = asv_summary(results_dir)
+def _history_section(report_dir: Path, data_dir: Path, hist: dict | None,
+                     results_dir: Path | None, html_dir: Path | None) -> str:
+    """Where the summary comes from (``hist``: :func:`asv_summary` of the asv results, None
+    when none are committed), a link to asv's history pages and the regressions
+    ``asv compare`` flags against the previous results of the machine."""
     if hist is None:
         return ('<p class="missing">No asv results committed yet: <code>make bench</code> records '
                 "them in <code>benchmarks/results/</code>; the summary comes from the bench "
@@ -205,8 +205,9 @@ def render(report_dir: Path | None = None, outputs: Path | None = None,
     if data_dir.exists():
         shutil.rmtree(data_dir)
     docs = bench_docs(bench_dirs(outputs)) if docs is None else docs
-    rows = summary_rows(outputs, docs, results_dir)
-    history_html = _history_section(report_dir, data_dir, results_dir, html_dir)
+    hist = asv_summary(results_dir)  # read once: the summary rows and the history section
+    rows = summary_rows(outputs, docs, hist=hist)
+    history_html = _history_section(report_dir, data_dir, hist, results_dir, html_dir)
     used = []
     for r in rows:
         used += [d for d in [r["bench"], *r["gpu_benches"]] if d]

@@ -521,6 +521,13 @@ def test_checks_fail_on_an_errored_bench_and_on_real_run_problems(tmp_path):
     cfg = prof.ProfilingConfig(workloads=["waves"], output_dir=tmp_path)
     ok = prof.WorkloadResult("waves", "ok", "", d, "/x/waves.json")
     assert prof.check_real_runs({"waves": ok}, cfg) == []
+    # the headline must be the ratio the module's SUMMARY shows as the speed-up
+    for i, r in enumerate(d["ratios"]):
+        r["headline"] = i == 1
+    assert any("is not the summary's speed-up" in x
+               for x in prof.check_real_runs({"waves": ok}, cfg))
+    for i, r in enumerate(d["ratios"]):
+        r["headline"] = i == 0
     d["notes"]["same_answers"] = [{"what": "patterns", "ok": False, "detail": "3 vs 4"}]
     d["ratios"] = d["ratios"][1:]  # the headline and one tracked figure gone
     d["notes"]["profiles"] = []

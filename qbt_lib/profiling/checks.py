@@ -40,7 +40,8 @@ def check_real_runs(results: dict[str, WorkloadResult], cfg: ProfilingConfig) ->
     """Problems with benchmarks run by this notebook (empty when all is well): every figure
     the workload's module says asv tracks (``TRACKED``) is in its JSON, the fast paths gave the
     reference's answers where the benchmark compared them, exactly one headline
-    ratio, every case with the min-max of its repeats, and,
+    ratio (the figure the module's ``SUMMARY`` shows as the speed-up), every case with the
+    min-max of its repeats, and,
     when profiling, the reference profiled (top functions and peak RSS)."""
     problems = []
     if cfg.results_from is not None:
@@ -51,9 +52,11 @@ def check_real_runs(results: dict[str, WorkloadResult], cfg: ProfilingConfig) ->
         d = r.doc
         keys = {x.get("key") for x in d.get("ratios", []) + d.get("figures", [])}
         try:
-            tracked = importlib.import_module(f"qbt_lib.{wl}.bench").TRACKED
-        except (ImportError, AttributeError):
-            tracked = {}
+            mod = importlib.import_module(f"qbt_lib.{wl}.bench")
+        except ImportError:
+            mod = None
+        tracked = getattr(mod, "TRACKED", {})
+        summary_key = getattr(mod, "SUMMARY", {}).get("speedup_vs_reference")
         cores = int((d.get("machine") or {}).get("cores") or 1)
         for k in tracked:
             if k not in keys and not (cores < 2 and "efficiency" in k):
@@ -64,6 +67,10 @@ def check_real_runs(results: dict[str, WorkloadResult], cfg: ProfilingConfig) ->
         heads = [x for x in d.get("ratios", []) if x.get("headline")]
         if len(heads) != 1:
             problems.append(f"{wl}: {len(heads)} headline ratios (one named case expected)")
+        elif summary_key and heads[0].get("key") != summary_key:
+            # the report's speed-up (asv's tracked figure) and the JSON's headline must agree
+            problems.append(f"{wl}: headline ratio {heads[0].get('key')!r} is not the "
+                            f"summary's speed-up {summary_key!r}")
         for c in d.get("cases", []):
             if "min" not in c or "max" not in c:
                 problems.append(f"{wl}: case {c['name']!r} without min-max")

@@ -43,7 +43,7 @@ bench: env ## record every workload benchmark at full size in asv's history (ben
 	$(ASV) publish
 	$(BIN)/python -m qbt_lib.report readme
 
-bench-check: env ## the asv suite once at size tiny (seconds per workload; nothing recorded)
+bench-check: env ## the asv suite once at size tiny (seconds per workload; nothing recorded, no bench JSON written)
 	QBT_BENCH_SIZE=tiny $(ASV) run --python=same --quick --dry-run --show-stderr
 
 bench-publish: env ## render the asv history pages (benchmarks/html, linked from the report)

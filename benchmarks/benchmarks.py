@@ -3,7 +3,8 @@
 One class per workload. Its ``setup_cache`` runs the workload's own benchmark
 (``qbt_lib.<workload>.bench.run``: the same case functions, repeats and ratios as
 ``python -m qbt_lib.bench``) once, at ``QBT_BENCH_SIZE`` (default ``full``; ``tiny`` for a quick
-check), writes its bench JSON to ``outputs/bench/`` as usual, and returns the tracked figures;
+check), writes its bench JSON to ``outputs/bench/`` as usual at full size only (a tiny check
+leaves the full-size JSONs there alone), and returns the tracked figures;
 each ``track_<key>`` returns one of them with its ``unit`` (the keys and units are the
 workload module's ``TRACKED``). Every tracked figure is higher-is-better (a speed-up, a
 throughput, an efficiency): ``asv compare`` marks a fall with ``-``, which the report flags as

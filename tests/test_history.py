@@ -91,4 +91,16 @@ def test_tracked_figures_runs_the_bench(monkeypatch):
         import_module=lambda name: mod))
     figs = history.tracked_figures("fake", "tiny", write=False)
     assert figs["speed"] == pytest.approx(1.05 / 0.11, rel=1e-6) and figs["thr"] > 0
+    # by default only a full-size run writes its bench JSON: `make bench-check` (tiny) never
+    # replaces the full-size outputs/bench/<workload>.json
+    writes = []
+
+    class Recording(Bench):
+        def finish(self, write: bool = True):
+            writes.append(write)
+            return super().finish(write=False)
+    monkeypatch.setattr(history, "Bench", Recording)
+    history.tracked_figures("fake", "tiny")
+    history.tracked_figures("fake", "full")
+    assert writes == [False, True]
     assert shutil.which  # keep the import used

@@ -286,6 +286,15 @@ def test_seed_comparison_is_fair_about_workers():
     multi = sc.loc["after: vectorized + joblib, 8 cores"]
     assert multi["our case"] == "fast 1M loky all"
     assert sc.loc["combined speed-up claimed", "x seed"] == pytest.approx(400.0 / 240)
+    # a speed-up figure is compared with the named headline ratio once there is one, not
+    # with the best speed-up over every case
+    d = _sweep_doc()
+    d["cases"].append(_case("kept 10k", "numba", 10000, 5.0, unit="samples"))
+    d["ratios"] = [{"name": "kept 10k vs ref 10k", "value": 2.0, "num": "kept 10k",
+                    "den": "ref 10k", "headline": True}]
+    row = prof.seed_comparison(d).set_index("seed figure").loc["combined speed-up claimed"]
+    assert row["our case"] == "kept 10k" and row["x seed"] == pytest.approx(2.0 / 240)
+    assert "headline ratio, 1 workers" in row["ours"]
     other = prof.seed_comparison(_doc([_case("r", "reference", 5, 1.0, unit="bananas")],
                                       workload="straddles"))
     assert other["ours"].str.startswith("no comparable case").all()
@@ -328,7 +337,10 @@ def test_gpu_table_and_primary_pick():
     assert prof.pick_primary([later, first], "synth") is first
     assert prof.has_gpu(gpu) and not prof.has_gpu(cpu_new)
     g = prof.gpu_table([gpu]).iloc[0]
-    assert g["best cpu case"] == "numba x16" and g["gpu / cpu"] == pytest.approx(20.0)
+    assert g["cpu case"] == "numba x16" and g["gpu / cpu"] == pytest.approx(20.0)
+    assert g["same work"] == prof.FASTEST_CPU  # no GPU ratio stated: said so, not hidden
+    labels = prof.plot_gpu(prof.gpu_table([gpu])).axes[0].get_legend_handles_labels()[1]
+    assert labels == ["GPU", "fastest CPU case (work not stated as the same)"]
     assert g["fraction of device copy"] == pytest.approx(0.3)
     # the summary's GPU figure is the one the run states (one named case), never the
     # fastest GPU case against the best CPU case (a maximum over different work)
@@ -336,6 +348,26 @@ def test_gpu_table_and_primary_pick():
     gpu["headline"] = {"gpu": "1G items/s on Test GPU (cupy, one named case)"}
     assert prof.summarize(cpu_new, [gpu])["gpu"].startswith(
         "1G items/s on Test GPU (cupy, one named case)")
+
+
+def test_gpu_table_pairs_each_gpu_case_with_its_ratios_cpu_side():
+    """A GPU case is set against the CPU side of the bench ratio that names it (the same
+    work), not against the fastest CPU case of its unit; a GPU case no ratio names gets no
+    CPU side. The committed H200 straddles run: its host-table GPU case is 0.214x the CPU
+    case keeping the same table, not 0.10x the faster summary-only CPU case."""
+    doc = prof.load_json(paths.GPU_RESULTS / "h200" / "straddles-h200.json")
+    g = prof.gpu_table([doc]).set_index("case")
+    r = next(x for x in doc["ratios"] if x["num"] in g.index)
+    row = g.loc[r["num"]]
+    assert row["cpu case"] == r["den"] and "summary only" not in row["cpu case"]
+    assert row["gpu / cpu"] == pytest.approx(r["value"]) == pytest.approx(0.2144, abs=1e-3)
+    assert row["same work"] == r["same"]
+    unnamed = g[~g.index.isin([x["num"] for x in doc["ratios"]])]
+    assert len(unnamed) and (unnamed["cpu case"] == "-").all()
+    assert unnamed["gpu / cpu"].isna().all()
+    fig = prof.plot_gpu(g.reset_index())
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert labels == ["GPU", "CPU, same work (the bench's ratio)"]
 
 
 def test_gpu_json_dropped_into_outputs_bench_is_picked_up(tmp_path, monkeypatch):
@@ -417,6 +449,16 @@ def test_checks_flag_untraceable_json_and_slow_fast_path():
     assert prof.check_traceable({"w": prof.WorkloadResult("w", "missing", "")})
     assert prof.speedup_floor_failures({"synth": good}, 1.0) == []
     assert prof.speedup_floor_failures({"synth": good}, 1000.0)
+    # the floor holds the named headline ratio (2x), not the best speed-up over every case
+    # ("fast 10k": 100x, other work)
+    head_doc = _sweep_doc()
+    head_doc["cases"].append(_case("kept 10k", "numba", 10000, 5.0, unit="samples"))
+    head_doc["ratios"] = [{"name": "kept 10k vs ref 10k", "value": 2.0, "num": "kept 10k",
+                           "den": "ref 10k", "headline": True}]
+    head = prof.WorkloadResult("synth", "ok", "", head_doc, "/x/synth.json")
+    assert prof.speedup_floor_failures({"synth": head}, 1.5) == []
+    slow = prof.speedup_floor_failures({"synth": head}, 10.0)
+    assert len(slow) == 1 and "headline speed-up 2.00x" in slow[0]
 
 
 def test_rounded_keeps_whole_numbers_whole():
@@ -479,6 +521,13 @@ def test_checks_fail_on_an_errored_bench_and_on_real_run_problems(tmp_path):
     cfg = prof.ProfilingConfig(workloads=["waves"], output_dir=tmp_path)
     ok = prof.WorkloadResult("waves", "ok", "", d, "/x/waves.json")
     assert prof.check_real_runs({"waves": ok}, cfg) == []
+    # the headline must be the ratio the module's SUMMARY shows as the speed-up
+    for i, r in enumerate(d["ratios"]):
+        r["headline"] = i == 1
+    assert any("is not the summary's speed-up" in x
+               for x in prof.check_real_runs({"waves": ok}, cfg))
+    for i, r in enumerate(d["ratios"]):
+        r["headline"] = i == 0
     d["notes"]["same_answers"] = [{"what": "patterns", "ok": False, "detail": "3 vs 4"}]
     d["ratios"] = d["ratios"][1:]  # the headline and one tracked figure gone
     d["notes"]["profiles"] = []

@@ -133,6 +133,17 @@ def test_render_index(outputs, tmp_path):
         assert "prof.ProfilingConfig.from_params(" not in page
 
 
+def test_render_reads_the_asv_results_once(outputs, tmp_path, monkeypatch):
+    """The summary rows and the history section share one read of the asv results."""
+    from qbt_lib.bench import history
+    read = []
+    real = history.read_results
+    monkeypatch.setattr(history, "read_results", lambda p: read.append(p) or real(p))
+    page = report.render(tmp_path / "report", outputs, results_dir=ASV_FIXTURES,
+                         html_dir=tmp_path / "no-html").read_text()
+    assert len(read) == 1 and 'id="regressions"' in page
+
+
 def test_readme_block_is_generated(tmp_path, bench_fixtures):
     docs = report.bench_docs([bench_fixtures])
     md = report.readme_results(docs)
@@ -154,6 +165,19 @@ def test_readme_block_is_generated(tmp_path, bench_fixtures):
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="results:start"):
         report.write_readme(readme, docs)
+
+
+def test_a_json_is_labelled_by_its_size_not_the_quick_flag(tmp_path, bench_fixtures):
+    """``quick`` is true for every reduced size: a tiny run reads "tiny", not "quick"."""
+    from qbt_lib.report import page
+    docs = [dict(d, size="tiny", quick=True) if d["workload"] == "synth" and
+            not d.get("tag") else d for d in report.bench_docs([bench_fixtures])]
+    md = report.readme_results(docs)
+    row = next(ln for ln in md.splitlines() if ln.startswith("| synth |"))
+    assert "`synth.json` (" in row and ", tiny)" in row and ", quick)" not in row
+    section = page._bench_section([d for d in docs if d["workload"] == "synth"], tmp_path)
+    assert "; tiny size;" in section and "; full size;" in section  # the GPU run: full
+    assert "; quick size;" not in section
 
 
 def test_repo_readme_has_the_results_markers():

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .. import paths
+from ..fmt import _finite
 from ..parallel import available_cores, resolve_n_jobs
 from ..machine import copy_bandwidth, machine_info, peak_rss_mb, peak_rss_reset, versions
 from .jsons import load_results  # noqa: F401  (the bench JSONs read back: bench.jsons)
@@ -203,7 +204,6 @@ class Bench:
               + (f"  {case['GBps']:.2f} GB/s" if "GBps" in case else ""), flush=True)
         case["_result"] = result
         case["_fn"] = fn
-        case["_warmup"] = warmup
         self.after_measure(case, fn)
         return case
 
@@ -224,8 +224,6 @@ class Bench:
         timing or the list of repeated ones (median, min, max and count are kept)."""
         times = [float(seconds)] if isinstance(seconds, (int, float)) else \
             [float(t) for t in seconds]
-        if "times" in extra:
-            times = [float(t) for t in extra.pop("times")]
         sp = spread(times)
         seconds = sp["seconds"]
         case = {"name": name, "impl": impl, "size": size, "unit": unit, **sp,
@@ -240,7 +238,7 @@ class Bench:
 
     def ratio(self, name: str, num: dict, den: dict, target: float | None = None,
               per_unit: bool = True, *, same: str | None = None, key: str | None = None,
-              headline: bool = False, unit: str = "x") -> float:
+              headline: bool = False) -> float:
         """Speed-up of case ``num`` over case ``den`` (throughput ratio when
         ``per_unit``, so cases of different sizes compare fairly).
 
@@ -261,7 +259,7 @@ class Bench:
         label = f"{name} (same {same})" if same else name
         r = {"name": label, "value": value, "num": num["name"], "den": den["name"],
              "target": target, "ok": None if target is None else bool(value >= target),
-             "lo": _finite(lo), "hi": _finite(hi), "unit": unit}
+             "lo": _finite(lo), "hi": _finite(hi), "unit": "x"}
         if same:
             r["same"] = same
         if key:
@@ -380,14 +378,6 @@ class Bench:
         tmp.replace(p)
         print(f"wrote {p}")
         return p
-
-
-def _finite(x: Any) -> float | None:
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 def _workers(n_jobs: Any) -> int:

@@ -33,15 +33,18 @@ HTML_DIR = paths.PROJ_ROOT / "benchmarks" / "html"
 FACTOR = 1.1  # asv compare's default: a change beyond 10% is flagged
 
 
-def tracked_figures(workload: str, size: str = "full", write: bool = True) -> dict[str, Any]:
+def tracked_figures(workload: str, size: str = "full",
+                    write: bool | None = None) -> dict[str, Any]:
     """Run ``qbt_lib.<workload>.bench.run`` once at ``size`` and return ``{key: value}`` for
-    every ratio and figure with a ``key`` (what the asv suite tracks); the bench JSON is
-    written to ``outputs/bench/`` as by ``python -m qbt_lib.bench``."""
+    every ratio and figure with a ``key`` (what the asv suite tracks). At full size (``write``
+    None) the bench JSON is written to ``outputs/bench/`` as by ``python -m qbt_lib.bench``; a
+    reduced size (``make bench-check``'s tiny) writes none, so it never replaces a full-size
+    JSON of the workload there."""
     mod = importlib.import_module(f"qbt_lib.{workload}.bench")
     b = Bench(workload, size=size)
     mod.run(b)
     with contextlib.redirect_stdout(io.StringIO()):
-        b.finish(write=write)
+        b.finish(write=size == "full" if write is None else write)
     out = {r["key"]: r.get("value") for r in b.ratios if r.get("key")}
     out.update({f["key"]: f.get("value") for f in b.figures})
     return {k: (None if v is None else float(v)) for k, v in out.items()

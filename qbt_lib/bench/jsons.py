@@ -91,6 +91,12 @@ def unique_names(docs: Iterable[dict]) -> list[dict]:
     return out
 
 
+def size_of(doc: dict) -> str:
+    """The size a bench JSON was run at (``tiny``, ``quick``, ``full``): its ``size``; for a
+    JSON from before sizes were recorded, its ``quick`` flag (true for every reduced size)."""
+    return str(doc.get("size") or ("quick" if doc.get("quick") else "full"))
+
+
 def pick_primary(docs: list[dict], workload: str) -> dict | None:
     """The CPU bench JSON to show for a workload: untagged before tagged, full before quick,
     from the first folder searched (``outputs/bench`` before the profiling notebook's), then
@@ -105,4 +111,4 @@ def pick_primary(docs: list[dict], workload: str) -> dict | None:
 
 
 __all__ = ["gpu_result_dirs", "bench_dirs", "load_json", "find_jsons", "load_results",
-           "has_gpu", "unique_names", "pick_primary"]
+           "has_gpu", "unique_names", "size_of", "pick_primary"]

@@ -46,9 +46,9 @@ from .seeds import SEED_FIGURES, seed_comparison, seed_figures, seed_table
 from .summary import gpu_figure, headline, headline_ratio, summarize
 from .sweep import (ProfilingBench, WorkloadResult, bench_module_exists, gpu_docs, load_all,
                     profile_call, run_all, run_benchmark, status_lines)
-from .tables import (bandwidth_table, cases_frame, filter_cases, gpu_table, machine_table,
-                     memory_table, parallel_table, primary_unit, profile_tables, ratios_table,
-                     rounded, series_label, speedup_table)
+from .tables import (FASTEST_CPU, bandwidth_table, cases_frame, filter_cases, gpu_table,
+                     machine_table, memory_table, parallel_table, primary_unit, profile_tables,
+                     ratios_table, rounded, series_label, speedup_table)
 
 __all__ = [
     "SEED_FIGURES", "SIZES", "BACKENDS", "DEVICES", "ProfilingConfig", "ProfilingBench",
@@ -60,5 +60,5 @@ __all__ = [
     "plot_memory", "check_traceable", "check_real_runs", "speedup_floor_failures",
     "gpu_figure", "headline_ratio", "status_lines", "rounded", "pick_primary", "has_gpu",
     "profile_call", "each", "show", "headline", "human", "times", "span", "rel", "filter_cases",
-    "primary_unit", "series_label",
+    "primary_unit", "series_label", "FASTEST_CPU",
 ]

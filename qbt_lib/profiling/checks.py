@@ -1,6 +1,6 @@
 """The profiling notebook's checks: every figure traceable to a JSON and its machine, the
 benchmarks run here complete (tracked figures, one headline, min-max, profiles), and each
-workload's fast path above a floor."""
+workload's headline speed-up above a floor."""
 from __future__ import annotations
 
 import importlib
@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .config import ProfilingConfig
+from .summary import headline_ratio
 from .sweep import WorkloadResult
 from .tables import speedup_table
 
@@ -39,7 +40,8 @@ def check_real_runs(results: dict[str, WorkloadResult], cfg: ProfilingConfig) ->
     """Problems with benchmarks run by this notebook (empty when all is well): every figure
     the workload's module says asv tracks (``TRACKED``) is in its JSON, the fast paths gave the
     reference's answers where the benchmark compared them, exactly one headline
-    ratio, every case with the min-max of its repeats, and,
+    ratio (the figure the module's ``SUMMARY`` shows as the speed-up), every case with the
+    min-max of its repeats, and,
     when profiling, the reference profiled (top functions and peak RSS)."""
     problems = []
     if cfg.results_from is not None:
@@ -50,9 +52,11 @@ def check_real_runs(results: dict[str, WorkloadResult], cfg: ProfilingConfig) ->
         d = r.doc
         keys = {x.get("key") for x in d.get("ratios", []) + d.get("figures", [])}
         try:
-            tracked = importlib.import_module(f"qbt_lib.{wl}.bench").TRACKED
-        except (ImportError, AttributeError):
-            tracked = {}
+            mod = importlib.import_module(f"qbt_lib.{wl}.bench")
+        except ImportError:
+            mod = None
+        tracked = getattr(mod, "TRACKED", {})
+        summary_key = getattr(mod, "SUMMARY", {}).get("speedup_vs_reference")
         cores = int((d.get("machine") or {}).get("cores") or 1)
         for k in tracked:
             if k not in keys and not (cores < 2 and "efficiency" in k):
@@ -63,6 +67,10 @@ def check_real_runs(results: dict[str, WorkloadResult], cfg: ProfilingConfig) ->
         heads = [x for x in d.get("ratios", []) if x.get("headline")]
         if len(heads) != 1:
             problems.append(f"{wl}: {len(heads)} headline ratios (one named case expected)")
+        elif summary_key and heads[0].get("key") != summary_key:
+            # the report's speed-up (asv's tracked figure) and the JSON's headline must agree
+            problems.append(f"{wl}: headline ratio {heads[0].get('key')!r} is not the "
+                            f"summary's speed-up {summary_key!r}")
         for c in d.get("cases", []):
             if "min" not in c or "max" not in c:
                 problems.append(f"{wl}: case {c['name']!r} without min-max")
@@ -79,10 +87,18 @@ def check_real_runs(results: dict[str, WorkloadResult], cfg: ProfilingConfig) ->
 
 
 def speedup_floor_failures(results: dict[str, WorkloadResult], floor: float) -> list[str]:
-    """Workloads whose best CPU speed-up over their reference is below ``floor``."""
+    """Workloads whose fast path is below ``floor`` times their reference: the headline ratio
+    the benchmark names (its main job, the same work on both sides) when it marks one, else
+    (an older JSON) the best CPU speed-up over the reference."""
     bad = []
     for wl, r in results.items():
         if not r.ok:
+            continue
+        head = headline_ratio(r.doc)
+        if head is not None:
+            if head["value"] < floor:
+                bad.append(f"{wl}: headline speed-up {head['value']:.2f}x < {floor}x "
+                           f"({head['name']})")
             continue
         sp = speedup_table(r.doc)
         sp = sp[sp["device"] == "cpu"]

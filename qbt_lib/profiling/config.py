@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import paths
-from ..bench import WORKLOADS
+from ..bench import MIN_REPEATS, SIZES, WORKLOADS
 from ..fmt import rel
 from ..parallel import check_scheduler
 from ..params import as_bool, as_float, as_int, as_list, one_of
 
-SIZES = ("tiny", "quick", "full")
 BACKENDS = ("sequential", "threads", "loky", "dask")
 DEVICES = ("cpu", "gpu")
 
@@ -81,6 +80,9 @@ class ProfilingConfig:
         """The configuration in words (no machine-dependent values: safe to compare)."""
         src = (f"bench JSONs read from {rel(self.results_from)}" if self.results_from
                else f"benchmarks run at size {self.size!r}")
+        reps = (f"median of >= {MIN_REPEATS} timed calls per case (qbt_lib.bench)"
+                if self.max_repeats is None
+                else f"median of >= {self.max_repeats} timed call(s) per case")
         return "\n".join([
             f"workloads : {', '.join(self.workloads)}",
             f"source    : {src}",
@@ -90,7 +92,7 @@ class ProfilingConfig:
             f"devices   : {', '.join(self.devices)}",
             f"profile   : {'on' if self.profile else 'off'}"
             + (f" (top {self.top} functions by cumulative time)" if self.profile else ""),
-            f"repeats   : {'median of >= 5 timed calls per case (qbt_lib.bench)' if self.max_repeats is None else f'median of >= {self.max_repeats} timed call(s) per case'}",
+            f"repeats   : {reps}",
             f"output    : {rel(self.output_dir)}",
         ])
 

@@ -11,8 +11,8 @@ from ..fmt import human, span, times
 from .config import ProfilingConfig
 from .seeds import seed_comparison, seed_figures, singular
 from .sweep import WorkloadResult
-from .tables import (cases_frame, filter_cases, memory_table, parallel_table, series_label,
-                     speedup_table)
+from .tables import (FASTEST_CPU, cases_frame, filter_cases, memory_table, parallel_table,
+                     series_label, speedup_table)
 
 
 def _plt():
@@ -196,18 +196,28 @@ def plot_bandwidth(tables: list):
 
 
 def plot_gpu(g):
-    """GPU vs best CPU throughput per GPU case."""
+    """GPU vs CPU throughput per GPU case of :func:`gpu_table`: the CPU bar is the case the
+    benchmark compares it with on the same work (grey), or, for a JSON stating no GPU ratio,
+    the fastest CPU case of the unit (hatched: possibly other work); no CPU bar when the case
+    is compared with none."""
     plt = _plt()
     if g.empty:
         return None
     fig, ax = plt.subplots(figsize=(9, 0.5 * len(g) + 1.4))
     labels = [f"{r.workload}: {r.case}" for r in g.itertuples()]
-    y = range(len(g))
+    y = list(range(len(g)))
     ax.barh([i + 0.2 for i in y], g["gpu throughput"], height=0.4, label="GPU",
             color="tab:purple")
-    ax.barh([i - 0.2 for i in y], g["cpu throughput"], height=0.4, label="best CPU",
-            color="tab:gray")
-    ax.set_yticks(list(y))
+    stated = g["same work"] != FASTEST_CPU
+    for mask, kw in ((stated, {"label": "CPU, same work (the bench's ratio)",
+                               "color": "tab:gray"}),
+                     (~stated, {"label": "fastest CPU case (work not stated as the same)",
+                                "color": "white", "edgecolor": "tab:gray", "hatch": "//"})):
+        m = mask & g["cpu throughput"].notna()
+        if m.any():
+            ax.barh([i - 0.2 for i, k in zip(y, m) if k], g.loc[m, "cpu throughput"],
+                    height=0.4, **kw)
+    ax.set_yticks(y)
     ax.set_yticklabels(labels, fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("throughput (units/s, same machine and run)")

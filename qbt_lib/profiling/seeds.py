@@ -6,6 +6,7 @@ import math
 from typing import Any, Iterable
 
 from ..fmt import human, span, times
+from .summary import headline_ratio
 from .tables import cases_frame, speedup_table
 
 # where each published figure is quoted, in the repository (the original write-ups' figures)
@@ -122,15 +123,18 @@ def seed_comparison(doc: dict):
     against our best single-worker CPU case, a multi-worker one against our best CPU case
     (whatever this machine's cores allowed; both worker counts are shown). Points of one
     figure at several sizes are merged into one throughput range. ``speedup`` figures compare
-    with our best speed-up over the reference.
+    with the benchmark's headline ratio (its named main job, the same work on both sides);
+    only a JSON without one falls back to our best speed-up over the reference.
     """
     import pandas as pd
     df = cases_frame(doc)
+    workers = dict(zip(df["name"], df["workers"]))
     df = df[~df["is_reference"] & (df["device"] == "cpu") & df["throughput"].notna()]
     raw = {c["name"]: c for c in doc.get("cases", [])}
     rows = []
     sp = speedup_table(doc)
     sp = sp[sp["device"] == "cpu"]
+    head = headline_ratio(doc)
     merged: dict[tuple, dict] = {}
     for f in seed_figures(doc["workload"], doc):
         key = (f["label"], f["kind"], f.get("unit"))
@@ -170,6 +174,14 @@ def seed_comparison(doc: dict):
         else:
             seed = f"{span(f['lo'], f['hi'])}x" + (f" ({f['workers']} workers)"
                                                      if f["workers"] else "")
+            if head is not None:
+                w = workers.get(head["num"], "?")
+                rows.append({**base, "seed": seed,
+                             "ours": f"{times(head['value'])} over reference (headline ratio, "
+                                     f"{w} workers)",
+                             "our case": head["num"], "x seed": head["value"] / f["hi"],
+                             "x seed (hi)": head["value"] / f["lo"]})
+                continue
             if sp.empty:
                 rows.append({**base, "seed": seed, "ours": "no reference case", "our case": "",
                              "x seed": math.nan, "x seed (hi)": math.nan})

@@ -11,9 +11,10 @@ from .sweep import WorkloadResult
 
 def summarize(doc: dict | None, gdocs: Iterable[dict] = ()) -> dict[str, str]:
     """The report's headline for one workload from its bench JSON(s): the benchmark's own
-    ``headline`` strings where it states them, else computed from the cases (best CPU
-    throughput in the reference's unit, best speed-up over the reference, efficiency at the
-    most workers), and the GPU figure from a GPU run's JSON when there is one
+    ``headline`` strings where it states them, else computed by rule
+    (:func:`_computed_headline`: the named headline ratio and its numerator case's
+    throughput, the parallel efficiency the benchmark measured -- never a maximum over
+    cases), and the GPU figure a GPU run's JSON states when there is one
     (:func:`gpu_figure`)."""
     out = {"throughput": "-", "speedup_vs_reference": "-", "parallel_efficiency": "-",
            "gpu": "-"}

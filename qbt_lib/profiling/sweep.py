@@ -11,7 +11,6 @@ import gc
 import importlib
 import importlib.util
 import io
-import json
 import pstats
 import re
 import sys
@@ -22,7 +21,8 @@ from typing import Any, Callable, Sequence
 
 from .. import paths
 from ..bench import Bench
-from ..bench.jsons import find_jsons, gpu_result_dirs, has_gpu, pick_primary, unique_names
+from ..bench.jsons import (find_jsons, gpu_result_dirs, has_gpu, load_json, pick_primary,
+                           unique_names)
 from ..fmt import rel
 from ..machine import peak_rss_mb, peak_rss_reset
 from ..parallel import available_cores
@@ -235,8 +235,9 @@ def run_benchmark(workload: str, cfg: ProfilingConfig, module: str | None = None
                                         "backends": cfg.backends, "devices": cfg.devices,
                                         "max_repeats": cfg.max_repeats})
             p = b.finish()
-            doc = json.loads(Path(p).read_text())
-            doc["_path"] = str(p)
+            doc = load_json(p)
+            if doc is None:
+                raise ValueError(f"{rel(p)}: not a readable bench JSON")
         except Exception as e:
             tb = traceback.format_exception(type(e), e, e.__traceback__)
             print("".join(x if len(x) <= 4000 else x[:4000] + " ...\n" for x in tb),

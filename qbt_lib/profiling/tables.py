@@ -264,37 +264,63 @@ def profile_tables(doc: dict) -> list[tuple[dict, Any]]:
     return out
 
 
+#: :func:`gpu_table`'s ``same work`` for a GPU case of a JSON that states no GPU ratio
+FASTEST_CPU = "not stated: the fastest CPU case of the unit, which may do other work"
+
+
 def gpu_table(gdocs: list[dict]):
-    """GPU vs CPU: each GPU case against the best CPU case of the same unit measured on the
-    same machine in the same run; GB/s, and the fraction of the device's copy bandwidth when
-    the JSON records it (``notes["gpu_copy_GBps"]``)."""
+    """GPU vs CPU: each GPU case against the CPU case it is compared with on the same work,
+    measured on the same machine in the same run; GB/s, and the fraction of the device's copy
+    bandwidth when the JSON records it (``notes["gpu_copy_GBps"]``).
+
+    The CPU side of a GPU case is the ``den`` of the bench ratio whose ``num`` is that case
+    (its ``same`` -- what both sides do -- in the ``same work`` column). A JSON stating such
+    ratios leaves a GPU case none of them names without a CPU side ("-"). Only a JSON stating
+    none (an older run) falls back to the fastest CPU case of the same unit (same size when
+    there is one), and says so: that case may do other work."""
     import pandas as pd
     rows = []
     for d in gdocs:
         df = cases_frame(d)
         gpu = df[(df["device"] == "gpu") & df["throughput"].notna()]
+        device = dict(zip(df["name"], df["device"]))
+        # the GPU-vs-CPU ratios the benchmark states, by their GPU case
+        paired = {r["num"]: r for r in d.get("ratios", []) or []
+                  if r.get("kind") != "efficiency" and device.get(r.get("num")) == "gpu"
+                  and device.get(r.get("den")) == "cpu"}
         # the harness measures the *host* copy bandwidth; a GPU case is compared with the
         # device's own copy bandwidth only when the workload recorded it
         gcopy = (d.get("notes") or {}).get("gpu_copy_GBps")
         for _, c in gpu.iterrows():
-            cpu = df[(df["device"] == "cpu") & (df["unit"] == c["unit"]) &
-                     df["throughput"].notna()]
-            same = cpu[cpu["size"] == c["size"]]
-            cpu = same if not same.empty else cpu
-            b = cpu.loc[cpu["throughput"].idxmax()] if not cpu.empty else None
+            b, ratio, same = None, math.nan, "-"
+            if c["name"] in paired:
+                r = paired[c["name"]]
+                b = df[df["name"] == r["den"]].iloc[0]
+                ratio = (float(r["value"]) if r.get("value") is not None
+                         else c["throughput"] / b["throughput"])
+                same = r.get("same") or r["name"]
+            elif not paired:
+                cpu = df[(df["device"] == "cpu") & (df["unit"] == c["unit"]) &
+                         df["throughput"].notna()]
+                at = cpu[cpu["size"] == c["size"]]
+                cpu = at if not at.empty else cpu
+                if not cpu.empty:
+                    b = cpu.loc[cpu["throughput"].idxmax()]
+                    ratio = c["throughput"] / b["throughput"]
+                    same = FASTEST_CPU
             rows.append({"workload": d["workload"], "json": Path(d["_path"]).name,
                          "gpu": (d.get("machine") or {}).get("gpu") or "?",
                          "case": c["name"], "size": c["size"], "unit": c["unit"],
                          "gpu throughput": c["throughput"],
-                         "best cpu case": b["name"] if b is not None else "-",
+                         "cpu case": b["name"] if b is not None else "-",
                          "cpu throughput": b["throughput"] if b is not None else math.nan,
-                         "gpu / cpu": (c["throughput"] / b["throughput"]
-                                       if b is not None else math.nan),
+                         "gpu / cpu": ratio, "same work": same,
                          "GB/s": c["GBps"],
                          "fraction of device copy": (c["GBps"] / gcopy if gcopy else math.nan)})
     return pd.DataFrame(rows, columns=["workload", "json", "gpu", "case", "size", "unit",
-                                       "gpu throughput", "best cpu case", "cpu throughput",
-                                       "gpu / cpu", "GB/s", "fraction of device copy"])
+                                       "gpu throughput", "cpu case", "cpu throughput",
+                                       "gpu / cpu", "same work", "GB/s",
+                                       "fraction of device copy"])
 
 
 def machine_table(docs: Iterable[dict]):

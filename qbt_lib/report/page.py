@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import paths
 from ..bench import history
-from ..bench.jsons import bench_dirs
+from ..bench.jsons import bench_dirs, size_of
 from ..fmt import human, rel, times
 from ..machine import machine_info
 from ..profiling.tables import ratios_table
@@ -93,7 +93,7 @@ def _summary_table(rows: list[dict], data_dir: Path) -> str:
                 href = _copy_source(d["_path"], data_dir)
                 srcs.append(f'<a href="{href}">{html.escape(Path(d["_path"]).name)}</a> '
                             f'<span class="src">({html.escape(machine_short(d.get("machine")))}'
-                            f'{", quick" if d.get("quick") else ""})</span>')
+                            f'{"" if size_of(d) == "full" else ", " + size_of(d)})</span>')
         if not srcs:
             srcs.append('<span class="missing">no metrics.json or bench JSON yet</span>')
         wall = r["wall_seconds"]
@@ -142,7 +142,7 @@ def _bench_section(docs: list[dict], data_dir: Path) -> str:
         parts.append(
             f'<h3 id="bench-{html.escape(name)}"><a href="{href}">{html.escape(name)}</a></h3>'
             f"<p>{html.escape(machine_short(d.get('machine')))}; copy bandwidth "
-            f"{human(d.get('copy_GBps'))} GB/s; {'quick' if d.get('quick') else 'full'} size; "
+            f"{human(d.get('copy_GBps'))} GB/s; {size_of(d)} size; "
             f"created {html.escape(str(d.get('created', '?')))}</p>"
             + (f'<table class="ratios"><tr><th>ratio</th><th>value</th><th>target</th>'
                f"<th>status</th></tr>{rows}</table>" if rows else "")
@@ -153,11 +153,11 @@ def _bench_section(docs: list[dict], data_dir: Path) -> str:
     return "".join(parts)
 
 
-def _history_section(report_dir: Path, data_dir: Path, results_dir: Path | None,
-                     html_dir: Path | None) -> str:
-    """Where the summary comes from (the asv results file), a link to asv's history pages
-    and the regressions ``asv compare`` flags against the previous results of the machine."""
-    hist = asv_summary(results_dir)
+def _history_section(report_dir: Path, data_dir: Path, hist: dict | None,
+                     results_dir: Path | None, html_dir: Path | None) -> str:
+    """Where the summary comes from (``hist``: :func:`asv_summary` of the asv results, None
+    when none are committed), a link to asv's history pages and the regressions
+    ``asv compare`` flags against the previous results of the machine."""
     if hist is None:
         return ('<p class="missing">No asv results committed yet: <code>make bench</code> records '
                 "them in <code>benchmarks/results/</code>; the summary comes from the bench "
@@ -205,8 +205,9 @@ def render(report_dir: Path | None = None, outputs: Path | None = None,
     if data_dir.exists():
         shutil.rmtree(data_dir)
     docs = bench_docs(bench_dirs(outputs)) if docs is None else docs
-    rows = summary_rows(outputs, docs, results_dir)
-    history_html = _history_section(report_dir, data_dir, results_dir, html_dir)
+    hist = asv_summary(results_dir)  # read once: the summary rows and the history section
+    rows = summary_rows(outputs, docs, hist=hist)
+    history_html = _history_section(report_dir, data_dir, hist, results_dir, html_dir)
     used = []
     for r in rows:
         used += [d for d in [r["bench"], *r["gpu_benches"]] if d]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .. import paths
 from ..bench import WORKLOADS
-from ..bench.jsons import find_jsons, gpu_result_dirs, has_gpu, unique_names
+from ..bench.jsons import find_jsons, gpu_result_dirs, has_gpu, size_of, unique_names
 from ..fmt import rel, times
 from ..profiling.summary import gpu_figure, summarize
 from ..profiling.tables import ratios_table
@@ -58,7 +58,7 @@ def _readme_from_jsons(docs: list[dict] | None = None) -> str:
             continue
         s = summarize(primary, gpus)
         srcs = "; ".join(f"`{Path(d['_path']).name}` ({machine_short(d.get('machine'))}"
-                         f"{', quick' if d.get('quick') else ''})"
+                         f"{'' if size_of(d) == 'full' else ', ' + size_of(d)})"
                          for d in [primary, *gpus] if d)
         cells = [s[k].replace("|", "/") for k in HEADLINE_KEYS]
         lines.append(f"| {wl} | " + " | ".join(cells) + f" | {srcs} |")

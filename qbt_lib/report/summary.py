@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 import json
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from .. import paths
 from ..bench import WORKLOADS, history
@@ -81,14 +81,21 @@ def asv_summary(results_dir: Path | None = None) -> dict | None:
 
 
 # --------------------------------------------------------------------------- summary rows
+#: :func:`summary_rows`'s ``hist`` when the caller has not read the asv results
+_READ_HIST = object()
+
+
 def summary_rows(outputs: Path | None = None, docs: list[dict] | None = None,
-                 results_dir: Path | None = None) -> list[dict]:
+                 results_dir: Path | None = None, *, hist: Any = _READ_HIST) -> list[dict]:
     """One row per workload (every workload, built or not): headline figures from the newest
     committed asv results for this machine (``benchmarks/results``), else from its bench
-    JSON, else from its metrics.json, and where each came from."""
+    JSON, else from its metrics.json, and where each came from. ``hist`` is
+    :func:`asv_summary`'s answer when the caller has it already (None: no asv results);
+    otherwise it is read from ``results_dir``."""
     outputs = outputs or paths.OUTPUTS
     docs = bench_docs(bench_dirs(outputs)) if docs is None else docs
-    hist = asv_summary(results_dir)
+    if hist is _READ_HIST:
+        hist = asv_summary(results_dir)
     rows = []
     for name in WORKLOADS:
         built = (paths.NOTEBOOKS / f"{name}.ipynb").exists()

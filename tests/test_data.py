@@ -380,6 +380,27 @@ def test_register_source(frames):
         data.register_source("a/b.csv", lambda: None)
 
 
+def test_generating_source_gets_its_selection_normalized():
+    """``"all"`` is the default set, ``"3"`` a count, ``"A, B"`` two names: the data layer
+    normalizes a generating source's selection once, not each workload's generator."""
+    kw = dict(n_bars=40)
+    assert list(data.load("synthetic", "all", options=kw)) == \
+        list(data.load("synthetic", options=kw)) == data.symbol_names(10)
+    assert list(data.load("synthetic", "3", options=kw)) == data.symbol_names(3)
+    assert list(data.load("synthetic", 2.0, options=kw)) == data.symbol_names(2)
+    assert list(data.load("synthetic", "AAA, BBB", options=kw)) == ["AAA", "BBB"]
+    seen = []
+    data.register_source("qbt-test-generator", lambda symbols=None: seen.append(symbols) or
+                         data.synthetic_market(2 if symbols is None else symbols, n_bars=40),
+                         generates=True, replace=True)
+    for sel, want in [(None, None), ("all", None), ("", None), ("3", 3), (2.0, 2),
+                      ("AAA,BBB", ["AAA", "BBB"])]:
+        data.load("qbt-test-generator", sel)
+        assert seen[-1] == want, sel
+    with pytest.raises(ValueError, match=r"assets must be >= 1"):
+        data.load("synthetic", "0", param="assets")
+
+
 def test_sp500_is_one_symbol_with_one_name_everywhere():
     pytest.importorskip("arch")
     assert list(synth.market("sp500")) == ["SP500"]

@@ -64,8 +64,9 @@ _HIVE_DIR = re.compile(r"^[^=/]+=[^/]*$")
 class SourceKind:
     """A registered source: ``loader(**options)`` returns frames (a DataFrame or a dict).
 
-    ``generates=True``: the loader makes the symbols it is asked for (it gets ``symbols=``:
-    ``None``, a count or a list of names) instead of offering a set to select from."""
+    ``generates=True``: the loader makes the symbols it is asked for (it gets ``symbols=``
+    normalized by :func:`generator_symbols`: ``None`` for its default set, a count or a list
+    of names) instead of offering a set to select from."""
     name: str
     loader: Callable[..., Any]
     generates: bool = False
@@ -178,9 +179,12 @@ def _as_names(symbols: Any, param: str) -> list[str]:
     return names
 
 
-def generator_symbols(symbols: Any, default: int, param: str = "symbols") -> int | list[str]:
+def generator_symbols(symbols: Any, default: int | None,
+                      param: str = "symbols") -> int | list[str] | None:
     """What a generating source (``synthetic``) makes: ``None``/``"all"`` -> ``default``
-    symbols, a count, or the given names."""
+    symbols, a count (``"3"`` and papermill's ``3.0`` too), or the given names (a list or a
+    comma-separated string). Idempotent: a workload's generator may apply it again with its
+    own default to what :func:`load` passes it (``default=None`` there)."""
     if symbols is None or (isinstance(symbols, str) and symbols.strip().lower() in ("all", "")):
         return default
     count = _as_count(symbols, param)
@@ -300,8 +304,11 @@ def _named(df: pd.DataFrame, name: str | None, shown: str) -> dict[str, pd.DataF
 
 
 def _raw_frames(source: Any, symbols: Any, synthetic: Callable | None,
-                options: Mapping[str, Any]) -> tuple[str, dict[str, pd.DataFrame], bool]:
-    """``(shown name, {symbol: raw frame}, generated)`` for any kind of source."""
+                options: Mapping[str, Any], param: str = "symbols"
+                ) -> tuple[str, dict[str, pd.DataFrame], bool]:
+    """``(shown name, {symbol: raw frame}, generated)`` for any kind of source. A
+    generating source gets ``symbols`` normalized once here (:func:`generator_symbols`:
+    ``None`` for its default set, a count or names; ``"all"`` is not a symbol name)."""
     if isinstance(source, Mapping):
         if not source:
             raise ValueError("source: the dict of frames is empty")
@@ -320,10 +327,11 @@ def _raw_frames(source: Any, symbols: Any, synthetic: Callable | None,
     kind = _REGISTRY.get(s.lower())
     if kind is not None:
         if kind.generates:
+            which = generator_symbols(symbols, None, param)
             if synthetic is not None and kind.name == "synthetic":
-                got = synthetic(symbols)        # the workload's own generator and sizes
+                got = synthetic(which)          # the workload's own generator and sizes
             else:
-                got = kind.loader(symbols=symbols, **options)
+                got = kind.loader(symbols=which, **options)
             return f"source {kind.name!r}", _as_frames(got, kind.name), True
         return f"source {kind.name!r}", _as_frames(kind.loader(**options), kind.name), False
     p = paths.resolve_input_path(s)
@@ -472,7 +480,7 @@ def _ordered(source: Any, symbols: Any, param: str, synthetic: Callable | None,
     """The selected symbols' frames with canonical columns and oldest-first dates:
     ``(source as shown, {symbol: (name in messages, frame)})``; a newest-first series is
     reversed with one logged notice for the whole source."""
-    shown, raw, generated = _raw_frames(source, symbols, synthetic, options or {})
+    shown, raw, generated = _raw_frames(source, symbols, synthetic, options or {}, param)
     names = list(raw) if generated else select_symbols(list(raw), symbols, param, shown)
     one_file = len(raw) == 1 and not generated and isinstance(source, (str, os.PathLike))
     out, flipped = {}, []

@@ -380,6 +380,23 @@ def test_register_source(frames):
         data.register_source("a/b.csv", lambda: None)
 
 
+def test_folder_count_reads_each_file_once(frames, tmp_path, monkeypatch):
+    """A count above the folder's symbols is named with how many it has, after one read of
+    each file; a count within reads only the files it needs."""
+    from qbt_lib.data import sources
+    for s, f in frames.items():
+        f.to_csv(tmp_path / f"{s}.csv")
+    reads = []
+    read = sources._read_file
+    monkeypatch.setattr(sources, "_read_file", lambda p, shown: reads.append(p.name) or
+                        read(p, shown))
+    with pytest.raises(ValueError, match=r"symbols=5 but .* has only 2 symbol\(s\)"):
+        data.load(str(tmp_path), 5)
+    assert sorted(reads) == ["AAA.csv", "BBB.csv"]
+    reads.clear()
+    assert list(data.load(str(tmp_path), 1)) == ["AAA"] and reads == ["AAA.csv"]
+
+
 def test_generating_source_gets_its_selection_normalized():
     """``"all"`` is the default set, ``"3"`` a count, ``"A, B"`` two names: the data layer
     normalizes a generating source's selection once, not each workload's generator."""

@@ -270,8 +270,6 @@ def _path_frames(p: Path, shown: str, symbols: Any = None) -> dict[str, pd.DataF
                 raise ValueError(f"{shown}: symbol {sym!r} appears in more than one file "
                                  f"(again in {f.name})")
             out[sym] = df
-    if count is not None and len(out) < count:  # say how many the whole folder has
-        return _path_frames(p, shown, None)
     return out
 
 

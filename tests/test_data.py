@@ -397,6 +397,31 @@ def test_folder_count_reads_each_file_once(frames, tmp_path, monkeypatch):
     assert list(data.load(str(tmp_path), 1)) == ["AAA"] and reads == ["AAA.csv"]
 
 
+def test_span_then_load_reads_the_files_once(frames, tmp_path, monkeypatch):
+    """A run that sets its range from the data (span, then load) parses each file once; a
+    file changed in between is read again; the frames equal a load's alone."""
+    from qbt_lib.data import sources
+    for s, f in frames.items():
+        f.to_csv(tmp_path / f"{s}.csv")
+    alone = data.load(str(tmp_path), start="2019-01-01")
+    reads = []
+    read = sources._read_file
+    monkeypatch.setattr(sources, "_read_file", lambda p, shown: reads.append(p.name) or
+                        read(p, shown))
+    spans = data.span(str(tmp_path))
+    assert spans["AAA"] == (DATES[0], DATES[-1])
+    got = data.load(str(tmp_path), start="2019-01-01")
+    assert sorted(reads) == ["AAA.csv", "BBB.csv"]
+    for s in alone:
+        pd.testing.assert_frame_equal(got[s], alone[s])
+    data.load(str(tmp_path))                                   # taken: a load reads again
+    assert len(reads) == 4
+    data.span(str(tmp_path), ["AAA"])
+    frames["AAA"].iloc[:-1].to_csv(tmp_path / "AAA.csv")      # changed since the span
+    assert data.load(str(tmp_path), ["AAA"])["AAA"].index[-1] == DATES[-2]
+    assert reads[-2:] == ["AAA.csv", "AAA.csv"]
+
+
 def test_generating_source_gets_its_selection_normalized():
     """``"all"`` is the default set, ``"3"`` a count, ``"A, B"`` two names: the data layer
     normalizes a generating source's selection once, not each workload's generator."""

@@ -301,12 +301,35 @@ def _named(df: pd.DataFrame, name: str | None, shown: str) -> dict[str, pd.DataF
     return out
 
 
+#: the raw frames :func:`span` last read from a path, for the :func:`load` that follows it
+#: with the same source and selection (a run that sets its range from the data reads its
+#: files once, not twice): one entry, taken by that load, dropped when a file changed
+_SPAN_READ: dict[tuple, dict[str, pd.DataFrame]] = {}
+
+
+def _read_key(p: Path, symbols: Any) -> tuple | None:
+    """What a path's read depends on: the path, the selection, and every file's size and
+    modification time (``None``: a selection that is not a plain value, not reused)."""
+    if isinstance(symbols, (list, tuple)):
+        symbols = tuple(symbols)
+    elif not (symbols is None or isinstance(symbols, (str, int, float))):
+        return None
+    files = [p] if p.is_file() else sorted(Path(d) / f for d, _, fs in os.walk(p) for f in fs)
+    try:
+        stamp = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+    except OSError:
+        return None
+    return str(p.resolve()), symbols, stamp
+
+
 def _raw_frames(source: Any, symbols: Any, synthetic: Callable | None,
-                options: Mapping[str, Any], param: str = "symbols"
+                options: Mapping[str, Any], param: str = "symbols", keep: bool = False
                 ) -> tuple[str, dict[str, pd.DataFrame], bool]:
     """``(shown name, {symbol: raw frame}, generated)`` for any kind of source. A
     generating source gets ``symbols`` normalized once here (:func:`generator_symbols`:
-    ``None`` for its default set, a count or names; ``"all"`` is not a symbol name)."""
+    ``None`` for its default set, a count or names; ``"all"`` is not a symbol name).
+    ``keep``: a path's frames are kept for the next call with the same source and
+    selection (:data:`_SPAN_READ`), which takes them instead of reading the files again."""
     if isinstance(source, Mapping):
         if not source:
             raise ValueError("source: the dict of frames is empty")
@@ -336,7 +359,14 @@ def _raw_frames(source: Any, symbols: Any, synthetic: Callable | None,
     if not p.exists():
         raise ValueError(f"source: {s!r} is neither a known source ({registered_sources()}) "
                          "nor an existing file or directory")
-    return s, _path_frames(p, s, symbols), False
+    key = _read_key(p, symbols)
+    got = _SPAN_READ.pop(key, None) if key is not None else None
+    if got is None:
+        got = _path_frames(p, s, symbols)
+    if keep and key is not None:
+        _SPAN_READ.clear()
+        _SPAN_READ[key] = got
+    return s, got, False
 
 
 def _kinds() -> str:
@@ -474,11 +504,13 @@ def _adjust(df: pd.DataFrame, who: str, adjust: bool, row0: int) -> pd.DataFrame
 
 # --------------------------------------------------------------------------- the one entry
 def _ordered(source: Any, symbols: Any, param: str, synthetic: Callable | None,
-             options: Mapping[str, Any] | None) -> tuple[str, dict[str, tuple[str, pd.DataFrame]]]:
+             options: Mapping[str, Any] | None, keep: bool = False
+             ) -> tuple[str, dict[str, tuple[str, pd.DataFrame]]]:
     """The selected symbols' frames with canonical columns and oldest-first dates:
     ``(source as shown, {symbol: (name in messages, frame)})``; a newest-first series is
-    reversed with one logged notice for the whole source."""
-    shown, raw, generated = _raw_frames(source, symbols, synthetic, options or {}, param)
+    reversed with one logged notice for the whole source. ``keep``: see :func:`_raw_frames`."""
+    shown, raw, generated = _raw_frames(source, symbols, synthetic, options or {}, param,
+                                        keep)
     names = list(raw) if generated else select_symbols(list(raw), symbols, param, shown)
     one_file = len(raw) == 1 and not generated and isinstance(source, (str, os.PathLike))
     out, flipped = {}, []
@@ -618,7 +650,10 @@ def span(source: Any, symbols: Any = None, *, param: str = "symbols",
          synthetic: Callable[[Any], Any] | None = None,
          options: Mapping[str, Any] | None = None) -> dict[str, tuple[pd.Timestamp, pd.Timestamp]]:
     """``{symbol: (first date, last date)}`` of a source's selected symbols, for a run that
-    sets its range from the data (e.g. "the last three years"). Only the dates are read and
-    ordered here; the prices are validated by :func:`load` once the range is known."""
-    _, frames = _ordered(source, symbols, param, synthetic, options)
+    sets its range from the data (e.g. "the last three years"). The selected symbols are
+    read whole (files parsed, dates checked and ordered); their prices are validated by
+    :func:`load` once the range is known. A path's frames are kept for that load: the next
+    :func:`load` of the same path and selection takes them instead of reading the files
+    again (unless a file changed in between)."""
+    _, frames = _ordered(source, symbols, param, synthetic, options, keep=True)
     return {sym: (df.index[0], df.index[-1]) for sym, (_, df) in frames.items()}

@@ -112,9 +112,7 @@ class Loader:
         self._cols = {k: np.ascontiguousarray(v) for k, v in batch_columns(table,
                                                                           ds.symbols).items()}
         if ds.kind == "normalized":
-            keys, windows = ds.windows()
-            row_of_key = np.full(int(ds.key_offsets[-1]), -1, np.int64)
-            row_of_key[keys] = np.arange(len(keys))
+            windows, row_of_key = ds.window_rows()
             k = (ds.key_offsets[self._cols["symbol"]] + self._cols["idx"].astype(np.int64)
                  - ds.lookback)
             self._win = (windows, row_of_key[k])          # sample -> row of the table

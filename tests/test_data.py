@@ -380,6 +380,17 @@ def test_register_source(frames):
         data.register_source("a/b.csv", lambda: None)
 
 
+def test_long_table_split_keeps_first_appearance_and_file_order(frames):
+    """Interleaved rows: symbols in order of first appearance (not sorted), each symbol's
+    rows in file order."""
+    long = _long({"BBB": frames["BBB"], "AAA": frames["AAA"]})
+    mixed = long.iloc[np.argsort(np.arange(len(long)) % len(DATES), kind="stable")]
+    got = data.load(mixed)
+    assert list(got) == ["BBB", "AAA"]
+    for s in NAMES:
+        pd.testing.assert_frame_equal(got[s], data.load({s: frames[s]})[s])
+
+
 def test_folder_count_reads_each_file_once(frames, tmp_path, monkeypatch):
     """A count above the folder's symbols is named with how many it has, after one read of
     each file; a count within reads only the files it needs."""

@@ -292,13 +292,11 @@ def _named(df: pd.DataFrame, name: str | None, shown: str) -> dict[str, pd.DataF
         i = int(np.flatnonzero(keys.isna().to_numpy())[0])
         raise ValueError(f"{shown}: row {i}: the {col!r} column is empty")
     keys = keys.astype(str).to_numpy()
-    uniq, first, inv = np.unique(keys, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")
+    codes, uniq = pd.factorize(keys)     # codes numbered in order of first appearance
+    # the rows grouped by symbol, each group in file order (one sort, not a scan per symbol)
+    rows = np.split(np.argsort(codes, kind="stable"), np.cumsum(np.bincount(codes))[:-1])
     body = df.drop(columns=[col])
-    out = {}
-    for k in order:
-        out[str(uniq[k])] = body.iloc[np.flatnonzero(inv == k)]
-    return out
+    return {str(u): body.iloc[r] for u, r in zip(uniq, rows)}
 
 
 #: the raw frames :func:`span` last read from a path, for the :func:`load` that follows it

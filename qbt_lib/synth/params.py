@@ -53,8 +53,7 @@ def _source(name: str, value: Any) -> Any:
 
 def _symbols(name: str, value: Any) -> int | list[str] | None:
     """``None``/``"all"`` -> ``None`` (all; 10 synthetic), a count, or names."""
-    s = _data.generator_symbols(value, default=0, param=name)
-    return None if s == 0 else s
+    return _data.generator_symbols(value, default=None, param=name)
 
 
 def _date_text(name: str, value: Any) -> str | None:

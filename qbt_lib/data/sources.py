@@ -131,6 +131,12 @@ def _listify(value: str) -> list[str]:
     return [s.strip() for s in value.split(",") if s.strip()]
 
 
+def _every(symbols: Any) -> bool:
+    """Whether a selection means every symbol (a generating source: its default set):
+    ``None``, ``"all"`` or an empty string."""
+    return symbols is None or (isinstance(symbols, str) and symbols.strip().lower() in ("all", ""))
+
+
 def select_symbols(available: Sequence[str], symbols: Any, param: str = "symbols",
                    source: str = "the source") -> list[str]:
     """The symbols a run uses: ``None`` or ``"all"`` (every symbol of the source), an integer
@@ -138,7 +144,7 @@ def select_symbols(available: Sequence[str], symbols: Any, param: str = "symbols
     comma-separated string. Errors name ``param``, the parameter the user typed."""
     have = list(available)
     shown = f"{have[:12]}{' ...' if len(have) > 12 else ''}"
-    if symbols is None or (isinstance(symbols, str) and symbols.strip().lower() in ("all", "")):
+    if _every(symbols):
         return have
     count = _as_count(symbols, param)
     if count is not None:
@@ -185,7 +191,7 @@ def generator_symbols(symbols: Any, default: int | None,
     symbols, a count (``"3"`` and papermill's ``3.0`` too), or the given names (a list or a
     comma-separated string). Idempotent: a workload's generator may apply it again with its
     own default to what :func:`load` passes it (``default=None`` there)."""
-    if symbols is None or (isinstance(symbols, str) and symbols.strip().lower() in ("all", "")):
+    if _every(symbols):
         return default
     count = _as_count(symbols, param)
     return count if count is not None else _as_names(symbols, param)
@@ -253,8 +259,7 @@ def _path_frames(p: Path, shown: str, symbols: Any = None) -> dict[str, pd.DataF
     wanted = None
     try:
         count = _as_count(symbols, "symbols") if symbols is not None else None
-        if count is None and symbols is not None and not (
-                isinstance(symbols, str) and symbols.strip().lower() in ("all", "")):
+        if count is None and not _every(symbols):
             names = _as_names(symbols, "symbols")
             if all(n in stem for n in names):
                 wanted = [stem[n] for n in names]

@@ -128,7 +128,7 @@ def run(bench: Bench) -> None:
 
 # --------------------------------------------------------------------------- before
 def _before(bench: Bench, space, cfg) -> None:
-    q, tiny = bench.quick, getattr(bench, "tiny", False)
+    q, tiny = bench.quick, bench.tiny
     n_ref = (100 if tiny else 500) if q else 3000
     bench._ref = bench.measure(
         "reference: per-sample loop, draws + columns + windows (materialized)",
@@ -150,7 +150,7 @@ def _before(bench: Bench, space, cfg) -> None:
 
 # --------------------------------------------------------------------------- in memory
 def _in_memory(bench: Bench, space, cfg) -> None:
-    q, tiny = bench.quick, getattr(bench, "tiny", False)
+    q, tiny = bench.quick, bench.tiny
     row_bytes = 5 * LOOKBACK * 4
     col_bytes = 4 + 4 + 8 + 8 + 8 + 1 + 8
     n_np = (5_000 if tiny else 50_000) if q else 200_000
@@ -215,7 +215,7 @@ def _normalized(bench: Bench, tmp: Path) -> None:
     """Each run in a fresh process (its peak RSS is its own). The 2-core vs 1-core ratio is
     the median of repeated runs at a size that takes seconds; the target size (1e8 samples,
     full only) is one run, a target check, not a ratio."""
-    tiny = getattr(bench, "tiny", False)
+    tiny = bench.tiny
     reps = bench.min_repeats
     if tiny:  # the golden notebook: one normalized run, no ratio
         n = 1 << 18
@@ -316,7 +316,7 @@ def _raw_write(batches: list, paths_: list[Path], fmt: str, n: int) -> None:
 
 
 def _to_disk(bench: Bench, space, cfg, tmp: Path) -> None:
-    q, tiny = bench.quick, getattr(bench, "tiny", False)
+    q, tiny = bench.quick, bench.tiny
     n = ((1 << 15) if tiny else (1 << 17)) if q else (1 << 18)
     batches = _raw_batches(space, cfg, n)
     row_b = batches[0].nbytes / batches[0].num_rows
@@ -413,7 +413,7 @@ def _encoding_study(bench: Bench, rb) -> None:
 
 # --------------------------------------------------------------------------- loader
 def _loader(bench: Bench, space, cfg, tmp: Path) -> None:
-    n = ((1 << 15) if getattr(bench, "tiny", False) else (1 << 17)) if bench.quick else (1 << 20)
+    n = ((1 << 15) if bench.tiny else (1 << 17)) if bench.quick else (1 << 20)
     row_bytes = 5 * LOOKBACK * 4
     write_dataset(tmp / "ld-norm", n, space, cfg, impl="numba", progress=False)
     for fmt in ("parquet", "ipc"):

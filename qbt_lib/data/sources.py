@@ -315,7 +315,11 @@ def _read_key(p: Path, symbols: Any) -> tuple | None:
     modification time (``None``: a selection that is not a plain value, not reused)."""
     if isinstance(symbols, (list, tuple)):
         symbols = tuple(symbols)
-    elif not (symbols is None or isinstance(symbols, (str, int, float))):
+    if not (symbols is None or isinstance(symbols, (str, int, float, tuple))):
+        return None
+    try:
+        hash(symbols)
+    except TypeError:    # a list of lists: refused later by the selection, never reused
         return None
     files = [p] if p.is_file() else sorted(Path(d) / f for d, _, fs in os.walk(p) for f in fs)
     try:

@@ -56,9 +56,7 @@ def resolve_device(device: str = "auto") -> str:
         return "gpu"
     if device == "gpu":
         raise RuntimeError(f"device='gpu' was requested but no GPU is usable: {reason}")
-    if reason not in _warned:  # one logged reason, not one per call
-        _warned.add(reason)
-        log.info("device='auto' falls back to CPU: %s", reason)
+    _note_once(f"device='auto' falls back to CPU: {reason}")  # once, not once per call
     return "cpu"
 
 

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .interrupts import Interrupted, as_interrupted  # noqa: F401  (parallel.as_interrupted: older name)
+from .interrupts import Interrupted
 from .params import as_int, one_of
 
 log = logging.getLogger("qbt")

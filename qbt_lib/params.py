@@ -106,9 +106,6 @@ class Constraint:
     def __call__(self, name: str, value: Any) -> Any:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def __or__(self, other: "Constraint") -> "AnyOf":
-        return AnyOf(self, other)
-
 
 class Interval(Constraint):
     """A number in ``[left, right]`` (``closed``: "both", "left", "right", "neither"; a bound
@@ -166,19 +163,6 @@ class Boolean(Constraint):
 
     def __repr__(self) -> str:
         return "a boolean"
-
-
-class ListOf(Constraint):
-    """A non-empty list, or a comma-separated string, of ``options``."""
-
-    def __init__(self, options: Sequence[Any] | None = None):
-        self.options = options
-
-    def __call__(self, name: str, value: Any) -> list:
-        return as_list(name, value, self.options)
-
-    def __repr__(self) -> str:
-        return f"a list of {list(self.options)}" if self.options else "a list"
 
 
 class Check(Constraint):

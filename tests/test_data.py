@@ -380,6 +380,80 @@ def test_register_source(frames):
         data.register_source("a/b.csv", lambda: None)
 
 
+def test_long_table_split_keeps_first_appearance_and_file_order(frames):
+    """Interleaved rows: symbols in order of first appearance (not sorted), each symbol's
+    rows in file order."""
+    long = _long({"BBB": frames["BBB"], "AAA": frames["AAA"]})
+    mixed = long.iloc[np.argsort(np.arange(len(long)) % len(DATES), kind="stable")]
+    got = data.load(mixed)
+    assert list(got) == ["BBB", "AAA"]
+    for s in NAMES:
+        pd.testing.assert_frame_equal(got[s], data.load({s: frames[s]})[s])
+
+
+def test_folder_count_reads_each_file_once(frames, tmp_path, monkeypatch):
+    """A count above the folder's symbols is named with how many it has, after one read of
+    each file; a count within reads only the files it needs."""
+    from qbt_lib.data import sources
+    for s, f in frames.items():
+        f.to_csv(tmp_path / f"{s}.csv")
+    reads = []
+    read = sources._read_file
+    monkeypatch.setattr(sources, "_read_file", lambda p, shown: reads.append(p.name) or
+                        read(p, shown))
+    with pytest.raises(ValueError, match=r"symbols=5 but .* has only 2 symbol\(s\)"):
+        data.load(str(tmp_path), 5)
+    assert sorted(reads) == ["AAA.csv", "BBB.csv"]
+    reads.clear()
+    assert list(data.load(str(tmp_path), 1)) == ["AAA"] and reads == ["AAA.csv"]
+
+
+def test_span_then_load_reads_the_files_once(frames, tmp_path, monkeypatch):
+    """A run that sets its range from the data (span, then load) parses each file once; a
+    file changed in between is read again; the frames equal a load's alone."""
+    from qbt_lib.data import sources
+    for s, f in frames.items():
+        f.to_csv(tmp_path / f"{s}.csv")
+    alone = data.load(str(tmp_path), start="2019-01-01")
+    reads = []
+    read = sources._read_file
+    monkeypatch.setattr(sources, "_read_file", lambda p, shown: reads.append(p.name) or
+                        read(p, shown))
+    spans = data.span(str(tmp_path))
+    assert spans["AAA"] == (DATES[0], DATES[-1])
+    got = data.load(str(tmp_path), start="2019-01-01")
+    assert sorted(reads) == ["AAA.csv", "BBB.csv"]
+    for s in alone:
+        pd.testing.assert_frame_equal(got[s], alone[s])
+    data.load(str(tmp_path))                                   # taken: a load reads again
+    assert len(reads) == 4
+    data.span(str(tmp_path), ["AAA"])
+    frames["AAA"].iloc[:-1].to_csv(tmp_path / "AAA.csv")      # changed since the span
+    assert data.load(str(tmp_path), ["AAA"])["AAA"].index[-1] == DATES[-2]
+    assert reads[-2:] == ["AAA.csv", "AAA.csv"]
+
+
+def test_generating_source_gets_its_selection_normalized():
+    """``"all"`` is the default set, ``"3"`` a count, ``"A, B"`` two names: the data layer
+    normalizes a generating source's selection once, not each workload's generator."""
+    kw = dict(n_bars=40)
+    assert list(data.load("synthetic", "all", options=kw)) == \
+        list(data.load("synthetic", options=kw)) == data.symbol_names(10)
+    assert list(data.load("synthetic", "3", options=kw)) == data.symbol_names(3)
+    assert list(data.load("synthetic", 2.0, options=kw)) == data.symbol_names(2)
+    assert list(data.load("synthetic", "AAA, BBB", options=kw)) == ["AAA", "BBB"]
+    seen = []
+    data.register_source("qbt-test-generator", lambda symbols=None: seen.append(symbols) or
+                         data.synthetic_market(2 if symbols is None else symbols, n_bars=40),
+                         generates=True, replace=True)
+    for sel, want in [(None, None), ("all", None), ("", None), ("3", 3), (2.0, 2),
+                      ("AAA,BBB", ["AAA", "BBB"])]:
+        data.load("qbt-test-generator", sel)
+        assert seen[-1] == want, sel
+    with pytest.raises(ValueError, match=r"assets must be >= 1"):
+        data.load("synthetic", "0", param="assets")
+
+
 def test_sp500_is_one_symbol_with_one_name_everywhere():
     pytest.importorskip("arch")
     assert list(synth.market("sp500")) == ["SP500"]

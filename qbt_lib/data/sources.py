@@ -64,8 +64,9 @@ _HIVE_DIR = re.compile(r"^[^=/]+=[^/]*$")
 class SourceKind:
     """A registered source: ``loader(**options)`` returns frames (a DataFrame or a dict).
 
-    ``generates=True``: the loader makes the symbols it is asked for (it gets ``symbols=``:
-    ``None``, a count or a list of names) instead of offering a set to select from."""
+    ``generates=True``: the loader makes the symbols it is asked for (it gets ``symbols=``
+    normalized by :func:`generator_symbols`: ``None`` for its default set, a count or a list
+    of names) instead of offering a set to select from."""
     name: str
     loader: Callable[..., Any]
     generates: bool = False
@@ -130,6 +131,12 @@ def _listify(value: str) -> list[str]:
     return [s.strip() for s in value.split(",") if s.strip()]
 
 
+def _every(symbols: Any) -> bool:
+    """Whether a selection means every symbol (a generating source: its default set):
+    ``None``, ``"all"`` or an empty string."""
+    return symbols is None or (isinstance(symbols, str) and symbols.strip().lower() in ("all", ""))
+
+
 def select_symbols(available: Sequence[str], symbols: Any, param: str = "symbols",
                    source: str = "the source") -> list[str]:
     """The symbols a run uses: ``None`` or ``"all"`` (every symbol of the source), an integer
@@ -137,7 +144,7 @@ def select_symbols(available: Sequence[str], symbols: Any, param: str = "symbols
     comma-separated string. Errors name ``param``, the parameter the user typed."""
     have = list(available)
     shown = f"{have[:12]}{' ...' if len(have) > 12 else ''}"
-    if symbols is None or (isinstance(symbols, str) and symbols.strip().lower() in ("all", "")):
+    if _every(symbols):
         return have
     count = _as_count(symbols, param)
     if count is not None:
@@ -178,10 +185,13 @@ def _as_names(symbols: Any, param: str) -> list[str]:
     return names
 
 
-def generator_symbols(symbols: Any, default: int, param: str = "symbols") -> int | list[str]:
+def generator_symbols(symbols: Any, default: int | None,
+                      param: str = "symbols") -> int | list[str] | None:
     """What a generating source (``synthetic``) makes: ``None``/``"all"`` -> ``default``
-    symbols, a count, or the given names."""
-    if symbols is None or (isinstance(symbols, str) and symbols.strip().lower() in ("all", "")):
+    symbols, a count (``"3"`` and papermill's ``3.0`` too), or the given names (a list or a
+    comma-separated string). Idempotent: a workload's generator may apply it again with its
+    own default to what :func:`load` passes it (``default=None`` there)."""
+    if _every(symbols):
         return default
     count = _as_count(symbols, param)
     return count if count is not None else _as_names(symbols, param)
@@ -249,8 +259,7 @@ def _path_frames(p: Path, shown: str, symbols: Any = None) -> dict[str, pd.DataF
     wanted = None
     try:
         count = _as_count(symbols, "symbols") if symbols is not None else None
-        if count is None and symbols is not None and not (
-                isinstance(symbols, str) and symbols.strip().lower() in ("all", "")):
+        if count is None and not _every(symbols):
             names = _as_names(symbols, "symbols")
             if all(n in stem for n in names):
                 wanted = [stem[n] for n in names]
@@ -266,8 +275,6 @@ def _path_frames(p: Path, shown: str, symbols: Any = None) -> dict[str, pd.DataF
                 raise ValueError(f"{shown}: symbol {sym!r} appears in more than one file "
                                  f"(again in {f.name})")
             out[sym] = df
-    if count is not None and len(out) < count:  # say how many the whole folder has
-        return _path_frames(p, shown, None)
     return out
 
 
@@ -290,18 +297,46 @@ def _named(df: pd.DataFrame, name: str | None, shown: str) -> dict[str, pd.DataF
         i = int(np.flatnonzero(keys.isna().to_numpy())[0])
         raise ValueError(f"{shown}: row {i}: the {col!r} column is empty")
     keys = keys.astype(str).to_numpy()
-    uniq, first, inv = np.unique(keys, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")
+    codes, uniq = pd.factorize(keys)     # codes numbered in order of first appearance
+    # the rows grouped by symbol, each group in file order (one sort, not a scan per symbol)
+    rows = np.split(np.argsort(codes, kind="stable"), np.cumsum(np.bincount(codes))[:-1])
     body = df.drop(columns=[col])
-    out = {}
-    for k in order:
-        out[str(uniq[k])] = body.iloc[np.flatnonzero(inv == k)]
-    return out
+    return {str(u): body.iloc[r] for u, r in zip(uniq, rows)}
+
+
+#: the raw frames :func:`span` last read from a path, for the :func:`load` that follows it
+#: with the same source and selection (a run that sets its range from the data reads its
+#: files once, not twice): one entry, taken by that load, dropped when a file changed
+_SPAN_READ: dict[tuple, dict[str, pd.DataFrame]] = {}
+
+
+def _read_key(p: Path, symbols: Any) -> tuple | None:
+    """What a path's read depends on: the path, the selection, and every file's size and
+    modification time (``None``: a selection that is not a plain value, not reused)."""
+    if isinstance(symbols, (list, tuple)):
+        symbols = tuple(symbols)
+    if not (symbols is None or isinstance(symbols, (str, int, float, tuple))):
+        return None
+    try:
+        hash(symbols)
+    except TypeError:    # a list of lists: refused later by the selection, never reused
+        return None
+    files = [p] if p.is_file() else sorted(Path(d) / f for d, _, fs in os.walk(p) for f in fs)
+    try:
+        stamp = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+    except OSError:
+        return None
+    return str(p.resolve()), symbols, stamp
 
 
 def _raw_frames(source: Any, symbols: Any, synthetic: Callable | None,
-                options: Mapping[str, Any]) -> tuple[str, dict[str, pd.DataFrame], bool]:
-    """``(shown name, {symbol: raw frame}, generated)`` for any kind of source."""
+                options: Mapping[str, Any], param: str = "symbols", keep: bool = False
+                ) -> tuple[str, dict[str, pd.DataFrame], bool]:
+    """``(shown name, {symbol: raw frame}, generated)`` for any kind of source. A
+    generating source gets ``symbols`` normalized once here (:func:`generator_symbols`:
+    ``None`` for its default set, a count or names; ``"all"`` is not a symbol name).
+    ``keep``: a path's frames are kept for the next call with the same source and
+    selection (:data:`_SPAN_READ`), which takes them instead of reading the files again."""
     if isinstance(source, Mapping):
         if not source:
             raise ValueError("source: the dict of frames is empty")
@@ -320,17 +355,25 @@ def _raw_frames(source: Any, symbols: Any, synthetic: Callable | None,
     kind = _REGISTRY.get(s.lower())
     if kind is not None:
         if kind.generates:
+            which = generator_symbols(symbols, None, param)
             if synthetic is not None and kind.name == "synthetic":
-                got = synthetic(symbols)        # the workload's own generator and sizes
+                got = synthetic(which)          # the workload's own generator and sizes
             else:
-                got = kind.loader(symbols=symbols, **options)
+                got = kind.loader(symbols=which, **options)
             return f"source {kind.name!r}", _as_frames(got, kind.name), True
         return f"source {kind.name!r}", _as_frames(kind.loader(**options), kind.name), False
     p = paths.resolve_input_path(s)
     if not p.exists():
         raise ValueError(f"source: {s!r} is neither a known source ({registered_sources()}) "
                          "nor an existing file or directory")
-    return s, _path_frames(p, s, symbols), False
+    key = _read_key(p, symbols)
+    got = _SPAN_READ.pop(key, None) if key is not None else None
+    if got is None:
+        got = _path_frames(p, s, symbols)
+    if keep and key is not None:
+        _SPAN_READ.clear()
+        _SPAN_READ[key] = got
+    return s, got, False
 
 
 def _kinds() -> str:
@@ -468,11 +511,13 @@ def _adjust(df: pd.DataFrame, who: str, adjust: bool, row0: int) -> pd.DataFrame
 
 # --------------------------------------------------------------------------- the one entry
 def _ordered(source: Any, symbols: Any, param: str, synthetic: Callable | None,
-             options: Mapping[str, Any] | None) -> tuple[str, dict[str, tuple[str, pd.DataFrame]]]:
+             options: Mapping[str, Any] | None, keep: bool = False
+             ) -> tuple[str, dict[str, tuple[str, pd.DataFrame]]]:
     """The selected symbols' frames with canonical columns and oldest-first dates:
     ``(source as shown, {symbol: (name in messages, frame)})``; a newest-first series is
-    reversed with one logged notice for the whole source."""
-    shown, raw, generated = _raw_frames(source, symbols, synthetic, options or {})
+    reversed with one logged notice for the whole source. ``keep``: see :func:`_raw_frames`."""
+    shown, raw, generated = _raw_frames(source, symbols, synthetic, options or {}, param,
+                                        keep)
     names = list(raw) if generated else select_symbols(list(raw), symbols, param, shown)
     one_file = len(raw) == 1 and not generated and isinstance(source, (str, os.PathLike))
     out, flipped = {}, []
@@ -612,7 +657,10 @@ def span(source: Any, symbols: Any = None, *, param: str = "symbols",
          synthetic: Callable[[Any], Any] | None = None,
          options: Mapping[str, Any] | None = None) -> dict[str, tuple[pd.Timestamp, pd.Timestamp]]:
     """``{symbol: (first date, last date)}`` of a source's selected symbols, for a run that
-    sets its range from the data (e.g. "the last three years"). Only the dates are read and
-    ordered here; the prices are validated by :func:`load` once the range is known."""
-    _, frames = _ordered(source, symbols, param, synthetic, options)
+    sets its range from the data (e.g. "the last three years"). The selected symbols are
+    read whole (files parsed, dates checked and ordered); their prices are validated by
+    :func:`load` once the range is known. A path's frames are kept for that load: the next
+    :func:`load` of the same path and selection takes them instead of reading the files
+    again (unless a file changed in between)."""
+    _, frames = _ordered(source, symbols, param, synthetic, options, keep=True)
     return {sym: (df.index[0], df.index[-1]) for sym, (_, df) in frames.items()}

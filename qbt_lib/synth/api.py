@@ -47,8 +47,8 @@ def market(source: Any = "synthetic", symbols: Any = None, seed: int = 0,
     ``start``/``end`` cut the bars sampled; ``adjust`` applies an adjusted-close column.
     """
     def generate(sy: Any) -> dict[str, pd.DataFrame]:
-        names = _data.symbol_names(_data.generator_symbols(sy, SYMBOLS_SYNTHETIC))
-        return _data.synthetic_market(names, n_bars=n_bars, seed=seed)
+        return _data.synthetic_market(_data.generator_symbols(sy, SYMBOLS_SYNTHETIC),
+                                      n_bars=n_bars, seed=seed)
 
     return _data.load(source, symbols, start=start, end=end, adjust=adjust,
                       synthetic=generate)

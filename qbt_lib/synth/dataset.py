@@ -52,10 +52,6 @@ class WriteResult:
     client_peak_rss_mb: float | None = None  # this process's peak RSS when the write ended
 
 
-def _peak_rss_mb() -> float | None:  # runs on a Dask worker
-    return peak_rss_mb()
-
-
 def write_dataset(path: str | os.PathLike, n: int, space: SampleSpace, cfg: DrawConfig, *,
                   impl: str = "numba", materialize: bool = False, fmt: str = "parquet",
                   chunk_size: int = 1 << 19, n_jobs: int = 1, backend: str = "sequential",
@@ -145,7 +141,7 @@ def write_dataset(path: str | os.PathLike, n: int, space: SampleSpace, cfg: Draw
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         if client is not None:
             with contextlib.suppress(Exception):
-                worker_rss = client.run(_peak_rss_mb)
+                worker_rss = client.run(peak_rss_mb)   # on each worker
     return WriteResult(path=Path(path), kind=meta["kind"], fmt=fmt, n=n,
                        seconds=time.perf_counter() - t0, nbytes=acc["nbytes"],
                        file_bytes=acc["file_bytes"],
@@ -154,7 +150,7 @@ def write_dataset(path: str | os.PathLike, n: int, space: SampleSpace, cfg: Draw
                        equity_hist=np.asarray(acc["eq_h"]),
                        position_hist=np.asarray(acc["pos_h"]), equity_mean=acc["eq"] / n,
                        position_mean=acc["pos"] / n, backend=eff_backend, n_jobs=eff_jobs,
-                       worker_peak_rss_mb=worker_rss, client_peak_rss_mb=_peak_rss_mb())
+                       worker_peak_rss_mb=worker_rss, client_peak_rss_mb=peak_rss_mb())
 
 
 def _encoding(fmt: str, compression: str | None, materialize: bool) -> dict:

@@ -84,22 +84,24 @@ class Loader:
             perm = rng.permutation(n)
         else:
             perm = np.arange(n, dtype=np.int64)
-        if self.drop_last:
-            per = n // self.world_size
-            shard = perm[self.rank * per:(self.rank + 1) * per]
-            return shard[:len(shard) // self.batch_size * self.batch_size]
-        bounds = np.linspace(0, n, self.world_size + 1).round().astype(np.int64)
-        return perm[bounds[self.rank]:bounds[self.rank + 1]]
+        lo, hi = self._bounds()
+        return perm[lo:hi]
 
     def __len__(self) -> int:
-        return -(-self._shard_len() // self.batch_size)
+        lo, hi = self._bounds()
+        return -(-(hi - lo) // self.batch_size)
 
-    def _shard_len(self) -> int:
+    def _bounds(self) -> tuple[int, int]:
+        """This rank's slice ``[lo, hi)`` of an epoch's order: the r-th of ``world_size``
+        near-equal slices, or with ``drop_last`` the r-th of ``n // world_size`` samples
+        each, cut to whole batches."""
         n = self.ds.n
         if self.drop_last:
-            return (n // self.world_size) // self.batch_size * self.batch_size
+            per = n // self.world_size
+            lo = self.rank * per
+            return lo, lo + per // self.batch_size * self.batch_size
         bounds = np.linspace(0, n, self.world_size + 1).round().astype(np.int64)
-        return int(bounds[self.rank + 1] - bounds[self.rank])
+        return int(bounds[self.rank]), int(bounds[self.rank + 1])
 
     # ----------------------------------------------------------------- the data
     def _load(self) -> None:
@@ -110,9 +112,7 @@ class Loader:
         self._cols = {k: np.ascontiguousarray(v) for k, v in batch_columns(table,
                                                                           ds.symbols).items()}
         if ds.kind == "normalized":
-            keys, windows = ds.windows()
-            row_of_key = np.full(int(ds.key_offsets[-1]), -1, np.int64)
-            row_of_key[keys] = np.arange(len(keys))
+            windows, row_of_key = ds.window_rows()
             k = (ds.key_offsets[self._cols["symbol"]] + self._cols["idx"].astype(np.int64)
                  - ds.lookback)
             self._win = (windows, row_of_key[k])          # sample -> row of the table
@@ -137,9 +137,7 @@ class Loader:
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         order = self.order()
         bs = self.batch_size
-        starts = list(range(0, len(order), bs))
-        if self.drop_last:
-            starts = [a for a in starts if a + bs <= len(order)]
+        starts = list(range(0, len(order), bs))   # drop_last: order() holds whole batches
         self._load()
         q: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()

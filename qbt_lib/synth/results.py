@@ -9,7 +9,6 @@ table (:func:`qbt_lib.synth.before_after`, which stores it on the result).
 from __future__ import annotations
 
 import dataclasses
-import html
 import math
 from pathlib import Path
 
@@ -209,8 +208,3 @@ class RunResult(Result):
         if self.before_after is not None:
             out["before_after"] = self.before_after.reset_index().to_dict(orient="records")
         return out
-
-    def _repr_html_(self) -> str:  # the headline is a dict: one line per figure
-        items = "".join(f"<li>{html.escape(k)}: {html.escape(str(v))}</li>"
-                        for k, v in self.headline().items())
-        return f"<p><b>{self.workload}</b></p><ul>{items}</ul>"

@@ -38,6 +38,7 @@ import pyarrow.dataset as pads
 from .. import paths
 from ..cluster import ProcessCluster
 from .dataset import dataset_digest
+from .params import DASK_CHUNK
 
 TARGETS = {"worker_peak_rss_mb": 2048, "client_peak_rss_mb": 1024, "dask_vs_threads": 0.8}
 
@@ -125,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="samples of the dask-vs-threads pair (default: --n)")
     ap.add_argument("--prefix", type=float, default=1e7)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--chunk-size", type=int, default=1 << 21,
+    ap.add_argument("--chunk-size", type=int, default=DASK_CHUNK,
                     help="samples per chunk, the same for both runs (like with like; the "
                          "notebook's default on Dask)")
     ap.add_argument("--scheduler", default=None, help="an existing cluster (default: start one)")

@@ -369,6 +369,15 @@ class SynthDataset:
             self._windows = (keys, w)
         return self._windows
 
+    def window_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Normalized datasets: (windows (W, 5, lookback), row_of_key): the row of each
+        key's window in the windows table (-1 for a key without one), so a sample's window
+        is ``windows[row_of_key[key]]`` (every loader gathers batches this way)."""
+        keys, windows = self.windows()
+        row_of_key = np.full(int(self.key_offsets[-1]), -1, np.int64)
+        row_of_key[keys] = np.arange(len(keys))
+        return windows, row_of_key
+
     def loader(self, batch_size: int = 65536, device: str = "cpu", drop_last: bool = False,
                reuse_buffers: bool = False) -> "BatchLoader":
         return BatchLoader(self, batch_size=batch_size, device=device, drop_last=drop_last,
@@ -421,11 +430,9 @@ class BatchLoader:
 
     def __iter__(self) -> Iterator[Batch]:
         ds = self.ds
-        keys = row_of_key = windows = None
+        row_of_key = windows = None
         if ds.kind == "normalized" and self._gpu is None:
-            keys, windows = ds.windows()
-            row_of_key = np.full(int(ds.key_offsets[-1]), -1, np.int64)
-            row_of_key[keys] = np.arange(len(keys))
+            windows, row_of_key = ds.window_rows()
         shape = (5, self.batch_size, ds.lookback)
         ring = ([np.empty(shape, np.float32) for _ in range(2)]
                 if self.reuse_buffers and self._gpu is None else None)

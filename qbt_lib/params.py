@@ -142,17 +142,21 @@ class Interval(Constraint):
 
 
 class Options(Constraint):
-    """One of a set of values (strings case-insensitive; the canonical spelling returned)."""
+    """One of a set of values (strings case-insensitive; the canonical spelling returned).
+    ``aliases``: old names still accepted, ``{old: value}``; the value is returned."""
 
-    def __init__(self, *values: Any):
+    def __init__(self, *values: Any, aliases: dict[str, Any] | None = None):
         self.values = tuple(values[0]) if len(values) == 1 and isinstance(
             values[0], (tuple, list, set, frozenset)) else values
+        self.aliases = dict(aliases or {})
 
     def __call__(self, name: str, value: Any) -> Any:
-        return one_of(name, value, self.values)
+        v = one_of(name, value, self.values + tuple(self.aliases))
+        return self.aliases.get(v, v)
 
     def __repr__(self) -> str:
-        return f"one of {list(self.values)}"
+        old = ", ".join(f"old name {k!r}: {v!r}" for k, v in self.aliases.items())
+        return f"one of {list(self.values)}" + (f" ({old})" if old else "")
 
 
 class Boolean(Constraint):

@@ -90,11 +90,6 @@ def resolve_fees(fees: Any, name: str = "fees") -> dict[str, float]:
     return {"equity": f, "crypto": f}
 
 
-def _impl(name: str, value: Any) -> str:
-    impl = Options(*IMPLS, *IMPL_ALIASES)(name, value)
-    return IMPL_ALIASES.get(impl, impl)
-
-
 def _forecaster(name: str, value: Any) -> Forecaster | None:
     if value is not None and not isinstance(value, Forecaster):
         raise ValueError(f"{name} must be a marketsim.Forecaster, got {value!r}")
@@ -112,7 +107,7 @@ CONSTRAINTS: dict[str, Any] = dict(
     num_samples=Interval(int, 10, 1_000_000),
     strategies=Check(_strategies, f"'all' or a list of {list(STRATEGIES)}"),
     fees=Check(lambda n, v: resolve_fees(v, n), "None, a fee, or {equity: .., crypto: ..}"),
-    impl=Check(_impl, f"one of {list(IMPLS)} ('fast': 'auto')"),
+    impl=Options(*IMPLS, aliases=IMPL_ALIASES),
     device=Options(*DEVICES),
     n_jobs=Interval(int),                               # -1: all cores (qbt_lib.parallel)
     backend=Options(*BACKENDS),

@@ -74,11 +74,6 @@ def _model(name: str, value: Any) -> Any:
     return value
 
 
-def _impl(name: str, value: Any) -> str:
-    impl = Options(*VOCABULARY, *IMPL_ALIASES)(name, value)
-    return IMPL_ALIASES.get(impl, impl)
-
-
 CONSTRAINTS: dict[str, Any] = dict(
     symbols=None, assets=None,            # checked by qbt_lib.data against the source
     start=Check(as_date, "None or a date"),
@@ -98,7 +93,7 @@ CONSTRAINTS: dict[str, Any] = dict(
     cost_bps=Interval(float, 0.0, None),
     source=Check(lambda n, v: check_source(v, n), "a source qbt_lib.data.load takes"),
     adjust=Boolean(),
-    impl=Check(_impl, f"one of {list(VOCABULARY)} ('fast': 'numba')"),
+    impl=Options(*VOCABULARY, aliases=IMPL_ALIASES),
     n_jobs=Check(lambda n, v: resolve_n_jobs(v), "-1 (all cores), -2, ..., 1, 2, ..."),
     backend=Options(*BACKENDS),
     scheduler=None,

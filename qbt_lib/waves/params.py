@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..device import DEVICES, IMPLS  # the engines waves has ("auto" picks one)
-from ..params import Boolean, Check, Interval, Options, as_int, as_list, one_of
+from ..params import Boolean, Check, Interval, Options, as_int, as_list
 from ..parallel import BACKENDS, resolve_n_jobs
 from .enums import DIRECTIONS, RULE_SETS
 
@@ -31,12 +31,6 @@ WHY_CPU = ("on an H200 the GPU scan measured 0.4x of 16 CPU cores "
 
 MIN_WINDOW = 10
 MAX_UP_TO = 30
-
-
-def _impl(name: str, value: Any) -> str:
-    """One of :data:`IMPLS`, or an old name from :data:`IMPL_ALIASES`."""
-    v = one_of(name, value, IMPLS + tuple(IMPL_ALIASES))
-    return IMPL_ALIASES.get(v, v)
 
 
 def _window(name: str, value: Any) -> int | None:
@@ -90,7 +84,7 @@ CONSTRAINTS: dict[str, Any] = dict(
     rules=_unique_list(RULE_SETS),
     directions=_unique_list(DIRECTIONS),
     top_k=Interval(int, 0, None),
-    impl=Check(_impl, f"one of {list(IMPLS)} (old name 'fast': resolved like 'auto')"),
+    impl=Options(*IMPLS, aliases=IMPL_ALIASES),
     n_jobs=Check(_n_jobs, "-1 (all cores), -2 (all but one) or a worker count"),
     backend=Options(*BACKENDS),
     device=Options(*DEVICES),

@@ -68,6 +68,23 @@ def array_module(device: str) -> Any:
     return np
 
 
+def is_cupy(xp: Any) -> bool:
+    """Whether the array module ``xp`` is CuPy (the GPU code also runs on NumPy)."""
+    return getattr(xp, "__name__", "") == "cupy"
+
+
+def items_in_free_memory(xp: Any, item_bytes: int, *, default: int, lo: int = 1,
+                         hi: int | None = None) -> int:
+    """How many items of ``item_bytes`` a quarter of the device's free memory holds,
+    within ``[lo, hi]``: the batch size of a GPU path that sizes its batches from the
+    device; ``default`` when ``xp`` is not CuPy (the same code on NumPy)."""
+    if not is_cupy(xp):
+        return default
+    free, _ = xp.cuda.runtime.memGetInfo()
+    n = max(lo, free // 4 // max(int(item_bytes), 1))
+    return int(n if hi is None else min(hi, n))
+
+
 def to_host(x: Any) -> np.ndarray:
     """A NumPy array from a NumPy or CuPy array."""
     if isinstance(x, np.ndarray):

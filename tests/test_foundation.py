@@ -259,3 +259,15 @@ def test_bench_records_cases_and_ratios(tmp_path):
     assert doc["_path"] == str(p) and doc["machine"]["cores"] >= 1
     assert [c["name"] for c in doc["cases"]] == ["slow", "fast"]
     assert doc["ratios"][0]["ok"] is True and doc["cases"][1]["GBps"] > 0
+
+
+def test_items_in_free_memory_sizes_gpu_batches_from_a_quarter_of_free_memory():
+    import types
+    fake = types.SimpleNamespace(__name__="cupy", cuda=types.SimpleNamespace(
+        runtime=types.SimpleNamespace(memGetInfo=lambda: (4000, 8000))))
+    assert device.is_cupy(fake) and not device.is_cupy(np)
+    assert device.items_in_free_memory(np, 10, default=7) == 7          # not CuPy
+    assert device.items_in_free_memory(fake, 10, default=7) == 100      # 4000 / 4 / 10
+    assert device.items_in_free_memory(fake, 10, default=7, hi=30) == 30
+    assert device.items_in_free_memory(fake, 10_000, default=7, lo=5) == 5
+    assert device.items_in_free_memory(fake, 0, default=7) == 1000      # at least 1 byte

@@ -26,7 +26,7 @@ generic = sgpu.gather_scale_device
 sgpu.gather_scale_device = lambda ds, key, out=None, use_kernel=True: generic(
     ds, key, out, use_kernel=False)
 import qbt_lib.waves.gpu as wgpu
-wgpu._is_cupy = lambda xp: False    # the pointer walks by their array twins, not CUDA kernels
+wgpu.is_cupy = lambda xp: False  # the pointer walks by their array twins, not CUDA kernels
 from qbt_lib.bench import gpu
 sys.exit(gpu.main(sys.argv[1:]))
 """

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..device import to_host
+from ..device import items_in_free_memory, to_host
 from .enums import (BAND_QUANTILES, MAXDIFF_HALF_WIDTH, MAXDIFF_POINTS, MAXDIFF_SHRINK,
                     SHARPE_MIN_STD, STRATEGIES, TRIM)
 from .models import ARBootstrap, bootstrap_indices, stream_keys, symbol_key
@@ -306,10 +306,7 @@ def chunk_for(xp: Any, n_symbols: int, per_symbol: int) -> int:
     """Symbols per chunk: all of them when a quarter of the free device memory holds them
     (every chunk runs the same per-day Python loop, so fewer chunks are faster: on an H200,
     500 symbols in 4 chunks of 128 took 0.69 s), else as many as fit; 64 without CuPy."""
-    if getattr(xp, "__name__", "") != "cupy":
-        return 64
-    free, _ = xp.cuda.runtime.memGetInfo()
-    return int(max(1, min(n_symbols, free // 4 // max(per_symbol, 1))))
+    return items_in_free_memory(xp, per_symbol, default=64, hi=max(1, n_symbols))
 
 
 def analyze_batch(tasks: Sequence[dict], chunk: int | None = None, xp: Any = None) -> dict:

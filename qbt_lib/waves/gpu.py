@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..device import is_cupy, items_in_free_memory
 from .enums import (CHAIN_W4, CHAIN_W5, D4_1, D5_1, D5_2, D_SLOPE, DIAGONAL, N_CHECKS,
                     NO_WAVE1, W2_1, W2_2, W2_3, W3_1, W3_2, W3_3, W3_4, W3_5, W4_1, W4_2,
                     W5_1, W5_2)
@@ -41,14 +42,8 @@ MIN_BATCH_JOBS, MAX_BATCH_JOBS = 1 << 15, 1 << 21
 
 def batch_jobs_for(xp) -> int:
     """The start bars per batch that fit a quarter of the free device memory."""
-    if not _is_cupy(xp):
-        return 1 << 17
-    free, _ = xp.cuda.runtime.memGetInfo()
-    return int(min(MAX_BATCH_JOBS, max(MIN_BATCH_JOBS, free // 4 // BYTES_PER_JOB)))
-
-
-def _is_cupy(xp) -> bool:
-    return getattr(xp, "__name__", "") == "cupy"
+    return items_in_free_memory(xp, BYTES_PER_JOB, default=1 << 17, lo=MIN_BATCH_JOBS,
+                                hi=MAX_BATCH_JOBS)
 
 
 @functools.lru_cache(maxsize=None)
@@ -114,7 +109,7 @@ def _chain_until(xp, nxt, val, u, stop, cond_val, below: bool):
     """Follow ``nxt`` from ``u`` while ``u < stop`` and ``val[u] < cond_val`` (``below``) or
     ``val[u] > cond_val``; the subset still walking shrinks every round (on the GPU: one
     thread per chain, :func:`_walk_kernels`)."""
-    if _is_cupy(xp):
+    if is_cupy(xp):
         return _walk_kernels()[0](u, stop, cond_val, nxt, val, np.bool_(below))
     act = xp.arange(u.shape[0])
     while act.shape[0]:
@@ -180,7 +175,7 @@ def _step(xp, F: FlatSeries, b, e, w_end, up: bool):
 
 # --------------------------------------------------------------------------- checks
 def _first_below(xp, F: FlatSeries, a, stop, v):
-    if _is_cupy(xp):
+    if is_cupy(xp):
         return _walk_kernels()[1](a, stop, v, F.lo, F.nl_l)
     u = a.copy()
     act = xp.arange(u.shape[0])
